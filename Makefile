@@ -1,0 +1,55 @@
+# Every target that needs the environment depends on `setup`, which is quick when nothing changed.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+EXTRAS := lambda,agent,runtime,infra,cli,dev
+STAMP := $(VENV)/.installed
+TOOLS := .tools/bin
+export OMP_NUM_THREADS ?= 1
+export PATH := $(CURDIR)/$(TOOLS):$(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: setup test lint demo synth bench clean help
+
+help:
+	@echo "make demo   - set up and run the whole pipeline locally (no AWS account)"
+	@echo "make test   - set up and run the test suite"
+	@echo "make lint   - ruff + mypy"
+	@echo "make synth  - synthesise the CDK app into cdk.out"
+	@echo "make bench  - run the benchmarks, results in benchmarks/RESULTS.md"
+
+setup: $(STAMP) node_modules/.installed $(TOOLS)/helm
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first and pinned: an open range would pull gigabytes of CUDA wheels.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[$(EXTRAS)]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(TOOLS)/helm: $(STAMP)
+	$(PY) scripts/install_k8s_tools.py $(TOOLS)
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy contract queue_agent inference_api infra sdq local_stack lambda/task_api
+
+demo: setup
+	$(PY) -m local_stack demo
+
+synth: setup
+	cdk synth --quiet
+
+bench: setup
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache outputs .local-stack

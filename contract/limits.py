@@ -1,0 +1,30 @@
+"""Bounds that protect the GPUs and the queue. One instance is the default; deployments may tighten it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# SNS refuses messages over 256 KiB (body plus attributes); keep headroom for the envelope we add.
+SNS_MAX_MESSAGE_BYTES = 262_144
+MAX_REQUEST_BYTES = 240 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    max_prompt_chars: int = 20_000
+    max_steps: int = 150
+    min_side: int = 64
+    max_side: int = 2048
+    side_multiple: int = 8
+    max_batch_size: int = 8
+    max_n_iter: int = 8
+    # width * height * batch_size * n_iter: four 2048x2048 images, or sixty-four 512x512.
+    max_total_pixels: int = 4 * 2048 * 2048
+    max_upscale_factor: float = 8.0
+    max_batch_images: int = 16
+    max_workflow_nodes: int = 500
+    max_id_chars: int = 64
+
+
+DEFAULT_LIMITS = Limits()

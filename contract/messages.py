@@ -1,0 +1,100 @@
+"""The normalized queue message the submit Lambda publishes and the agent consumes.
+
+The agent also accepts what the replaced sample published (the raw v1alpha2 request), with or
+without the SNS envelope, so it can drain an existing queue during a migration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from contract.errors import ContractError
+from contract.request import ID_PATTERN, TaskRequest, parse_request
+from contract.tasks import TaskType
+
+SCHEMA_VERSION: Literal["1"] = "1"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class QueueMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    id: str = Field(pattern=ID_PATTERN)
+    runtime: str
+    tasktype: TaskType
+    prefix: str = "output"
+    context: Any = None
+    content: dict[str, Any]
+    submitted_at: datetime = Field(default_factory=utcnow)
+    fingerprint: str = ""
+
+    @property
+    def sd_model_checkpoint(self) -> str | None:
+        """The model a text/image task asks for, used for the replaced sample's queue routing."""
+        overrides = self.content.get("override_settings")
+        if isinstance(overrides, dict) and isinstance(overrides.get("sd_model_checkpoint"), str):
+            return str(overrides["sd_model_checkpoint"])
+        return None
+
+    def message_attributes(self) -> dict[str, dict[str, str]]:
+        """SNS message attributes the per-runtime subscriptions filter on."""
+        attrs = {"runtime": {"DataType": "String", "StringValue": self.runtime}}
+        if (model := self.sd_model_checkpoint) is not None:
+            attrs["sd_model_checkpoint"] = {"DataType": "String", "StringValue": model}
+        return attrs
+
+
+def fingerprint(request: TaskRequest) -> str:
+    """A stable hash of what the client asked for, to tell a retry from a conflicting reuse of an id."""
+    task = request.task
+    canonical = {
+        "runtime": task.metadata.runtime,
+        "tasktype": str(task.metadata.tasktype),
+        "prefix": task.metadata.prefix,
+        "context": task.metadata.context,
+        "content": task.content,
+    }
+    blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def to_queue_message(request: TaskRequest, *, submitted_at: datetime | None = None) -> QueueMessage:
+    meta = request.task.metadata
+    if meta.id is None:
+        raise ValueError("request has no id; parse it with parse_request first")
+    return QueueMessage(
+        id=meta.id,
+        runtime=meta.runtime,
+        tasktype=meta.tasktype,
+        prefix=meta.prefix,
+        context=meta.context,
+        content=request.task.content,
+        submitted_at=submitted_at or utcnow(),
+        fingerprint=fingerprint(request),
+    )
+
+
+def parse_queue_body(body: str) -> QueueMessage:
+    """Decode an SQS body: raw or SNS-enveloped, our normalized message or a v1alpha2 request."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise ContractError.single("(message)", "json", f"queue message is not JSON: {exc}") from None
+    if isinstance(data, dict) and data.get("Type") == "Notification" and isinstance(data.get("Message"), str):
+        return parse_queue_body(data["Message"])
+    if isinstance(data, dict) and "schema_version" in data:
+        try:
+            return QueueMessage.model_validate(data)
+        except ValidationError as exc:
+            raise ContractError.from_validation_error(exc, prefix="(message)") from None
+    # The replaced sample published the client's request as it was.
+    return to_queue_message(parse_request(data))

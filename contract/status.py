@@ -1,0 +1,106 @@
+"""The status record (one DynamoDB item per task) and the only writes allowed on it.
+
+Updates are expressed as DynamoDB UpdateItem arguments so that the sync Lambda client and the
+async agent client apply exactly the same conditions: terminal states never regress.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contract.notification import ErrorInfo
+from contract.tasks import ALLOWED_PREDECESSORS, TaskStatus
+
+STATUS_TTL_DAYS = 30
+
+
+class StatusRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    runtime: str
+    tasktype: str
+    status: TaskStatus
+    prefix: str = "output"
+    attempts: int = 0
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    cancel_requested: bool = False
+    output_location: str | None = None
+    image_url: list[str] = Field(default_factory=list)
+    output_url: str | None = None
+    error: ErrorInfo | None = None
+    context: Any = None
+    fingerprint: str = ""
+
+
+def _iso(ts: datetime) -> str:
+    return ts.isoformat()
+
+
+def new_item(record: StatusRecord, *, ttl_epoch: int | None = None) -> dict[str, Any]:
+    """Plain-python item for a conditional put (attribute_not_exists(id))."""
+    item = record.model_dump(mode="json", exclude_none=True)
+    if ttl_epoch is not None:
+        item["expires_at"] = ttl_epoch
+    return item
+
+
+def transition_update(
+    task_id: str,
+    target: TaskStatus,
+    now: datetime,
+    *,
+    extra: dict[str, Any] | None = None,
+    count_attempt: bool = False,
+) -> dict[str, Any]:
+    """UpdateItem keyword arguments (plain values, for the resource/Table API) moving a task to ``target``.
+
+    The condition admits only the predecessors the lifecycle allows, so a late or duplicate
+    writer fails with ConditionalCheckFailed instead of overwriting a terminal state.
+    """
+    names = {"#s": "status", "#u": "updated_at"}
+    values: dict[str, Any] = {":target": target.value, ":now": _iso(now)}
+    sets = ["#s = :target", "#u = :now"]
+    if target is TaskStatus.RUNNING:
+        names["#st"] = "started_at"
+        sets.append("#st = if_not_exists(#st, :now)")
+    if target.terminal:
+        names["#f"] = "finished_at"
+        sets.append("#f = :now")
+    for i, (key, value) in enumerate(sorted((extra or {}).items())):
+        names[f"#x{i}"] = key
+        values[f":x{i}"] = value
+        sets.append(f"#x{i} = :x{i}")
+    update = "SET " + ", ".join(sets)
+    if count_attempt:
+        names["#a"] = "attempts"
+        values[":one"] = 1
+        update += " ADD #a :one"
+    preds = sorted(p.value for p in ALLOWED_PREDECESSORS[target])
+    for i, p in enumerate(preds):
+        values[f":p{i}"] = p
+    condition = "attribute_exists(id) AND #s IN (" + ", ".join(f":p{i}" for i in range(len(preds))) + ")"
+    return {
+        "Key": {"id": task_id},
+        "UpdateExpression": update,
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+
+
+def cancel_request_update(task_id: str, now: datetime) -> dict[str, Any]:
+    """Mark a running task cancel-requested (the agent interrupts the runtime); only while running."""
+    return {
+        "Key": {"id": task_id},
+        "UpdateExpression": "SET #c = :true, #u = :now",
+        "ConditionExpression": "attribute_exists(id) AND #s = :running",
+        "ExpressionAttributeNames": {"#c": "cancel_requested", "#u": "updated_at", "#s": "status"},
+        "ExpressionAttributeValues": {":true": True, ":now": _iso(now), ":running": TaskStatus.RUNNING.value},
+    }

@@ -1,0 +1,43 @@
+"""Task types and the status lifecycle."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TaskType(StrEnum):
+    TEXT_TO_IMAGE = "text-to-image"
+    IMAGE_TO_IMAGE = "image-to-image"
+    EXTRA_SINGLE_IMAGE = "extra-single-image"
+    EXTRA_BATCH_IMAGE = "extra-batch-image"
+    PIPELINE = "pipeline"
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+# Which states a record may move from into each target state. Terminal states have no way out.
+ALLOWED_PREDECESSORS: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.QUEUED: frozenset(),
+    TaskStatus.RUNNING: frozenset({TaskStatus.QUEUED, TaskStatus.RUNNING}),
+    TaskStatus.COMPLETED: frozenset({TaskStatus.QUEUED, TaskStatus.RUNNING}),
+    TaskStatus.FAILED: frozenset({TaskStatus.QUEUED, TaskStatus.RUNNING}),
+    TaskStatus.CANCELLED: frozenset({TaskStatus.QUEUED, TaskStatus.RUNNING}),
+}
+
+
+def can_transition(current: TaskStatus | None, target: TaskStatus) -> bool:
+    if current is None:
+        return target is TaskStatus.QUEUED
+    return current in ALLOWED_PREDECESSORS[target]
