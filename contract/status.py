@@ -64,6 +64,9 @@ def transition_update(
     The condition admits only the predecessors the lifecycle allows, so a late or duplicate
     writer fails with ConditionalCheckFailed instead of overwriting a terminal state.
     """
+    preds = sorted(p.value for p in ALLOWED_PREDECESSORS[target])
+    if not preds:
+        raise ValueError(f"no update leads to {target}: records are created in that state by a conditional put")
     names = {"#s": "status", "#u": "updated_at"}
     values: dict[str, Any] = {":target": target.value, ":now": _iso(now)}
     sets = ["#s = :target", "#u = :now"]
@@ -82,7 +85,6 @@ def transition_update(
         names["#a"] = "attempts"
         values[":one"] = 1
         update += " ADD #a :one"
-    preds = sorted(p.value for p in ALLOWED_PREDECESSORS[target])
     for i, p in enumerate(preds):
         values[f":p{i}"] = p
     condition = "attribute_exists(id) AND #s IN (" + ", ".join(f":p{i}" for i in range(len(preds))) + ")"

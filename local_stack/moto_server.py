@@ -41,7 +41,7 @@ class MotoServer:
     def start(self, timeout: float = 30.0) -> MotoServer:
         if not self.port:
             self.port = free_port(self.host)
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         env = {**os.environ, **FAKE_AWS_ENV}
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
@@ -63,7 +63,7 @@ class MotoServer:
 
     def reset(self) -> None:
         """Drop every resource (between tests sharing one server)."""
-        req = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
+        req = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310 - loopback
         with urllib.request.urlopen(req, timeout=10):  # noqa: S310 - loopback
             pass
 
