@@ -1,0 +1,516 @@
+"""The deployment config (``config.yaml``): schema, loading and validation. No CDK imports here.
+
+The replaced sample's config loads unchanged (``stackName``, ``modelBucketArn``, ``clusterComponents``,
+``APIGW``, ``modelsRuntime[]`` with ``chartRepository``/``chartVersion``/``extraValues``, and the older
+``dynamicModelRuntime`` block). Everything this project adds is optional with a safe default. Unknown keys are
+rejected, because a typo that silently falls back to a default is the worst kind of config bug.
+
+Errors name the key: ``ConfigError`` carries one ``FieldIssue(field, rule, message)`` per problem, with
+``field`` a path such as ``modelsRuntime[1].name``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from contract.errors import FieldIssue
+from infra import naming
+
+DEFAULT_CONFIG_PATH = Path("config.yaml")
+CONFIG_PATH_ENV = "CDK_CONFIG_PATH"
+
+# Newest Kubernetes version for which the kubectl Lambda layer (aws-cdk.lambda-layer-kubectl-v35) is installed;
+# the cluster construct needs the layer matching the control plane.
+SUPPORTED_KUBERNETES_VERSIONS = ("1.35",)
+DEFAULT_KUBERNETES_VERSION = "1.35"
+
+RuntimeType = Literal["sdwebui", "comfyui", "diffusers"]
+
+# Runtime names and namespaces become Helm release names, Kubernetes namespaces and parts of SQS/SNS names:
+# the strictest of those is an RFC 1123 label.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+_BUCKET_ARN = re.compile(r"^arn:aws(-cn|-us-gov)?:s3:::(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])$")
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+_STAGE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_CHART_REPOSITORY = re.compile(r"^(oci|https)://\S+$")
+_API_KEY_NAME = re.compile(r"^[A-Za-z0-9 _.-]{1,128}$")
+# Deliberately loose: SNS confirms the address by mail anyway; this only catches obvious typos.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+# SQS queue names are at most 80 characters; the longest name we derive is the DLQ/queue of a runtime.
+_MAX_QUEUE_NAME = 80
+# EKS cluster names are at most 100 characters, CloudFormation stack names 128: 40 keeps every derived name
+# (cluster, queues, log groups, Karpenter interruption queue) comfortably inside its limit.
+_MAX_STACK_NAME = 40
+_MAX_RUNTIME_NAME = 40
+
+
+class ConfigError(ValueError):
+    """An invalid deployment config. ``issues`` lists every problem, each naming its key path."""
+
+    def __init__(self, issues: list[FieldIssue], *, source: str | None = None) -> None:
+        if not issues:
+            raise ValueError("ConfigError needs at least one issue")
+        self.issues = issues
+        self.source = source
+        where = f"{source}: " if source else ""
+        lines = "\n".join(f"  {i.field}: {i.message} [{i.rule}]" for i in issues)
+        super().__init__(f"{where}invalid deployment config ({len(issues)} problem(s)):\n{lines}")
+
+    def keys(self) -> list[str]:
+        return [i.field for i in self.issues]
+
+
+class _Model(BaseModel):
+    # Keys are camelCase in YAML (the sample's spelling), snake_case in Python.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, str_strip_whitespace=True)
+
+
+class Throttle(_Model):
+    rate_limit: Annotated[float, Field(gt=0, le=10_000)] = Field(default=30, alias="rateLimit")
+    burst_limit: Annotated[int, Field(ge=1, le=5_000)] = Field(default=50, alias="burstLimit")
+
+
+class ApiGatewayConfig(_Model):
+    """The sample's ``APIGW`` block: stage name and usage-plan throttle."""
+
+    stage_name: str = Field(default="dev", alias="stageName")
+    throttle: Throttle = Field(default_factory=Throttle)
+
+    @field_validator("stage_name")
+    @classmethod
+    def _stage(cls, value: str) -> str:
+        if not _STAGE_NAME.match(value):
+            raise ValueError("must be 1-128 characters of letters, digits, '-' or '_'")
+        return value
+
+
+class ClusterComponents(_Model):
+    """The system node group that runs Karpenter, KEDA and the other cluster add-ons (never GPU work)."""
+
+    instance_type: str = Field(default="m7g.large", alias="instanceType")
+    desired_count: Annotated[int, Field(ge=1, le=20)] = Field(default=2, alias="desiredCount")
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, value: str) -> str:
+        if not _INSTANCE_TYPE.match(value):
+            raise ValueError("must be an EC2 instance type such as 'm7g.large'")
+        return value
+
+    @property
+    def is_arm(self) -> bool:
+        """Graviton families carry a 'g' right after the generation digit (m7g, c8g, r6gd, t4g) or are a1."""
+        family = self.instance_type.split(".", 1)[0]
+        return bool(re.search(r"\dg", family)) or family.startswith("a1")
+
+
+class RuntimeConfig(_Model):
+    """One entry of ``modelsRuntime``: a runtime type, its model and chart overrides."""
+
+    name: str
+    namespace: str = "default"
+    type: RuntimeType = "sdwebui"
+    model_filename: str | None = Field(default=None, alias="modelFilename")
+    dynamic_model: bool = Field(default=False, alias="dynamicModel")
+    chart_repository: str | None = Field(default=None, alias="chartRepository")
+    chart_version: str | None = Field(default=None, alias="chartVersion")
+    extra_values: dict[str, Any] = Field(default_factory=dict, alias="extraValues")
+    # Ours: also route tasks that carry the old `sd_model_checkpoint` message attribute equal to modelFilename
+    # (how the sample addressed sdwebui runtimes before `runtime` existed). Off by default: a publisher setting
+    # both attributes would otherwise reach two queues.
+    legacy_model_routing: bool = Field(default=False, alias="legacyModelRouting")
+
+    @field_validator("name", "namespace", "type", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        # The sample lower-cased names, namespaces and types before using them ("SdWebUI" was valid).
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if len(value) > _MAX_RUNTIME_NAME or not _DNS_LABEL.match(value):
+            raise ValueError(
+                f"must be 1-{_MAX_RUNTIME_NAME} lowercase letters, digits or '-', starting and ending with a "
+                "letter or digit (it names a Helm release and AWS resources)"
+            )
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if len(value) > 63 or not _DNS_LABEL.match(value):
+            raise ValueError("must be a Kubernetes namespace name: 1-63 lowercase letters, digits or '-'")
+        return value
+
+    @field_validator("model_filename", mode="before")
+    @classmethod
+    def _filename_str(cls, value: Any) -> Any:
+        # YAML reads an unquoted all-digit filename as a number; the sample asked users to quote it, we forgive.
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+    @field_validator("model_filename")
+    @classmethod
+    def _filename(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = value.split("/")
+        if not value or value.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in value:
+            raise ValueError("must be a relative path inside the model bucket (no '..', no leading '/')")
+        return value
+
+    @field_validator("chart_repository")
+    @classmethod
+    def _chart_repository(cls, value: str | None) -> str | None:
+        if value is not None and not _CHART_REPOSITORY.match(value):
+            raise ValueError("must start with oci:// or https://")
+        return value
+
+    @field_validator("chart_version", mode="before")
+    @classmethod
+    def _chart_version(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _routing(self) -> RuntimeConfig:
+        if self.legacy_model_routing and not self.model_filename:
+            raise ValueError(
+                "legacyModelRouting needs modelFilename: it routes on sd_model_checkpoint == modelFilename"
+            )
+        if self.chart_version is not None and self.chart_repository is None:
+            raise ValueError("chartVersion applies to a remote chart: set chartRepository too")
+        return self
+
+
+class DynamicModelRuntime(_Model):
+    """The sample's older ``dynamicModelRuntime`` block: a catch-all runtime that loads models per request."""
+
+    enabled: bool = False
+    name: str = "sddynamic"
+    namespace: str = "default"
+    chart_repository: str | None = Field(default=None, alias="chartRepository")
+    chart_version: str | None = Field(default=None, alias="chartVersion")
+    extra_values: dict[str, Any] = Field(default_factory=dict, alias="extraValues")
+
+    def as_runtime(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "namespace": self.namespace,
+            "type": "sdwebui",
+            "dynamicModel": True,
+            "chartRepository": self.chart_repository,
+            "chartVersion": self.chart_version,
+            "extraValues": self.extra_values,
+        }
+
+
+class QueueConfig(_Model):
+    # The agent extends visibility while it holds a message (heartbeat), so this only bounds how long a crashed
+    # worker's message stays invisible before another worker retries it.
+    visibility_timeout: Annotated[int, Field(ge=30, le=43_200)] = Field(default=300, alias="visibilityTimeout")
+    max_receive_count: Annotated[int, Field(ge=1, le=1_000)] = Field(default=3, alias="maxReceiveCount")
+    retention_days: Annotated[int, Field(ge=1, le=14)] = Field(default=4, alias="retentionDays")
+    dlq_retention_days: Annotated[int, Field(ge=1, le=14)] = Field(default=14, alias="dlqRetentionDays")
+    # Use a customer-managed KMS key (rotated) instead of SQS-managed SSE for queues and topics.
+    kms_encryption: bool = Field(default=False, alias="kmsEncryption")
+
+
+class OutputsConfig(_Model):
+    expire_after_days: Annotated[int, Field(ge=1, le=3650)] | None = Field(default=None, alias="expireAfterDays")
+    status_ttl_days: Annotated[int, Field(ge=1, le=3650)] = Field(default=30, alias="statusTtlDays")
+
+
+class NetworkConfig(_Model):
+    nat_gateways: Annotated[int, Field(ge=1, le=3)] = Field(default=1, alias="natGateways")
+    max_azs: Annotated[int, Field(ge=2, le=3)] = Field(default=2, alias="maxAzs")
+    vpc_cidr: str = Field(default="10.0.0.0/16", alias="vpcCidr")
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        import ipaddress
+
+        try:
+            net = ipaddress.IPv4Network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"must be an IPv4 CIDR block: {exc}") from None
+        if not 16 <= net.prefixlen <= 20:
+            raise ValueError("must be a /16 to /20 block (room for public and private subnets in every AZ)")
+        return value
+
+    @model_validator(mode="after")
+    def _nat_per_az(self) -> NetworkConfig:
+        if self.nat_gateways > self.max_azs:
+            raise ValueError(f"natGateways ({self.nat_gateways}) cannot exceed maxAzs ({self.max_azs})")
+        return self
+
+
+class ApiConfig(_Model):
+    key_name: str | None = Field(default=None, alias="keyName")
+    access_log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = (
+        Field(default=30, alias="accessLogRetentionDays")
+    )
+
+    @field_validator("key_name")
+    @classmethod
+    def _key_name(cls, value: str | None) -> str | None:
+        if value is not None and not _API_KEY_NAME.match(value):
+            raise ValueError("must be 1-128 characters of letters, digits, space, '.', '_' or '-'")
+        return value
+
+
+class ObservabilityConfig(_Model):
+    alarm_email: str | None = Field(default=None, alias="alarmEmail")
+    oldest_message_alarm_seconds: Annotated[int, Field(ge=60, le=1_209_600)] = Field(
+        default=900, alias="oldestMessageAlarmSeconds"
+    )
+
+    @field_validator("alarm_email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError("must be an e-mail address")
+        return value
+
+
+class DeploymentConfig(_Model):
+    stack_name: str = Field(alias="stackName")
+    model_bucket_arn: str = Field(alias="modelBucketArn")
+    cluster_components: ClusterComponents = Field(default_factory=ClusterComponents, alias="clusterComponents")
+    apigw: ApiGatewayConfig = Field(default_factory=ApiGatewayConfig, alias="APIGW")
+    models_runtime: list[RuntimeConfig] = Field(alias="modelsRuntime", min_length=1)
+    dynamic_model_runtime: DynamicModelRuntime | None = Field(default=None, alias="dynamicModelRuntime")
+    # Ours, all optional.
+    kubernetes_version: str = Field(default=DEFAULT_KUBERNETES_VERSION, alias="kubernetesVersion")
+    job_timeout_seconds: Annotated[int, Field(ge=30, le=43_200)] = Field(default=1800, alias="jobTimeoutSeconds")
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_dynamic_runtime(cls, data: Any) -> Any:
+        # The older sample spelled a dynamic-model runtime as its own block; it is just one more runtime.
+        if not isinstance(data, dict):
+            return data
+        block = data.get("dynamicModelRuntime")
+        runtimes = data.get("modelsRuntime")
+        if isinstance(block, dict) and block.get("enabled") is True and isinstance(runtimes, list):
+            try:
+                extra = DynamicModelRuntime.model_validate(block).as_runtime()
+            except ValidationError:
+                return data  # reported against dynamicModelRuntime by normal validation
+            return {**data, "modelsRuntime": [*runtimes, extra]}
+        return data
+
+    @field_validator("stack_name")
+    @classmethod
+    def _stack_name(cls, value: str) -> str:
+        if len(value) > _MAX_STACK_NAME or not _STACK_NAME.match(value):
+            raise ValueError(
+                f"must be 1-{_MAX_STACK_NAME} letters, digits or '-', starting with a letter "
+                "(it prefixes every resource name)"
+            )
+        return value
+
+    @field_validator("model_bucket_arn")
+    @classmethod
+    def _bucket_arn(cls, value: str) -> str:
+        if not _BUCKET_ARN.match(value):
+            raise ValueError("must be an S3 bucket ARN such as 'arn:aws:s3:::my-model-bucket'")
+        return value
+
+    @field_validator("kubernetes_version", mode="before")
+    @classmethod
+    def _k8s_version(cls, value: Any) -> Any:
+        # `kubernetesVersion: 1.35` reads as a float in YAML.
+        value = str(value) if isinstance(value, float | int) and not isinstance(value, bool) else value
+        if isinstance(value, str) and value not in SUPPORTED_KUBERNETES_VERSIONS:
+            raise ValueError(f"must be one of {', '.join(SUPPORTED_KUBERNETES_VERSIONS)} (kubectl layer installed)")
+        return value
+
+    @property
+    def model_bucket_name(self) -> str:
+        match = _BUCKET_ARN.match(self.model_bucket_arn)
+        assert match is not None  # validated above
+        return match.group("bucket")
+
+    @property
+    def partition(self) -> str:
+        return self.model_bucket_arn.split(":", 2)[1]
+
+
+def _check_cross_fields(cfg: DeploymentConfig) -> list[FieldIssue]:
+    """Rules that span several keys; each issue still names the key a user should change."""
+    issues: list[FieldIssue] = []
+    seen: dict[str, int] = {}
+    for index, runtime in enumerate(cfg.models_runtime):
+        key = f"modelsRuntime[{index}].name"
+        if runtime.name in seen:
+            issues.append(
+                FieldIssue(
+                    key, "unique", f"duplicate runtime name {runtime.name!r} (also modelsRuntime[{seen[runtime.name]}])"
+                )
+            )
+        seen.setdefault(runtime.name, index)
+        longest = max(
+            len(naming.runtime_queue(cfg.stack_name, runtime.name)),
+            len(naming.runtime_dlq(cfg.stack_name, runtime.name)),
+        )
+        if longest > _MAX_QUEUE_NAME:
+            issues.append(
+                FieldIssue(
+                    key,
+                    "length",
+                    f"stackName + runtime name too long: derived queue name has {longest} characters, SQS allows "
+                    f"{_MAX_QUEUE_NAME}",
+                )
+            )
+        if runtime.type == "comfyui" and runtime.dynamic_model:
+            issues.append(
+                FieldIssue(
+                    f"modelsRuntime[{index}].dynamicModel",
+                    "unsupported",
+                    f"dynamicModel is not supported by runtime type {runtime.type!r} (the workflow picks the model)",
+                )
+            )
+    return issues
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(root)"
+
+
+def _issues_from_validation(exc: ValidationError, data: Any) -> list[FieldIssue]:
+    issues = []
+    for err in exc.errors(include_url=False):
+        # pydantic appends the failing union/validator branch to the location; drop those synthetic parts.
+        loc = tuple(p for p in err["loc"] if isinstance(p, int) or not p.startswith(("function-", "literal[")))
+        rule = err["type"]
+        message = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if rule == "extra_forbidden":
+            message = f"unknown key {loc[-1]!r}{_known_keys_hint(loc[:-1], data)}"
+        elif rule == "missing":
+            message = "required key is missing"
+        issues.append(FieldIssue(_key_path(loc), rule, message))
+    return issues
+
+
+def _known_keys_hint(parent: tuple[int | str, ...], data: Any) -> str:
+    model: type[BaseModel] | None = DeploymentConfig
+    for part in parent:
+        if model is None:
+            return ""
+        if isinstance(part, int):
+            continue
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        model = _model_of(field.annotation) if field is not None else None
+    if model is None:
+        return ""
+    known = sorted(f.alias or n for n, f in model.model_fields.items())
+    return f" (known keys: {', '.join(known)})"
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def parse_config(data: Any, *, source: str | None = None) -> DeploymentConfig:
+    """Validate an already-parsed mapping; raises ConfigError naming every bad key."""
+    if not isinstance(data, Mapping):
+        raise ConfigError([FieldIssue("(root)", "type", "the config must be a YAML mapping")], source=source)
+    try:
+        cfg = DeploymentConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_issues_from_validation(exc, data), source=source) from None
+    issues = _check_cross_fields(cfg)
+    if issues:
+        raise ConfigError(issues, source=source)
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> DeploymentConfig:
+    """Read and validate a config file (default: $CDK_CONFIG_PATH, else ./config.yaml)."""
+    resolved = Path(path) if path is not None else config_path()
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([FieldIssue("(file)", "readable", f"cannot read {resolved}: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([FieldIssue("(file)", "yaml", f"not valid YAML: {exc}")], source=str(resolved)) from None
+    return parse_config(data, source=str(resolved))
+
+
+def config_path() -> Path:
+    """The config file the CDK app and the local stack use, honouring the sample's CDK_CONFIG_PATH."""
+    return Path(os.environ.get(CONFIG_PATH_ENV) or DEFAULT_CONFIG_PATH)
+
+
+# Helpers shared with the local stack: it creates the same resources, named the same way, from the same config.
+
+
+def runtime_names(cfg: DeploymentConfig) -> list[str]:
+    return [r.name for r in cfg.models_runtime]
+
+
+def runtime_by_name(cfg: DeploymentConfig, name: str) -> RuntimeConfig:
+    for runtime in cfg.models_runtime:
+        if runtime.name == name:
+            return runtime
+    raise KeyError(f"no runtime {name!r}; configured: {', '.join(runtime_names(cfg))}")
+
+
+def runtime_filter_policy(cfg: DeploymentConfig, runtime: RuntimeConfig) -> dict[str, Any]:
+    """The SNS filter policy of a runtime's subscription, including the optional legacy model routing."""
+    by_runtime: dict[str, Any] = dict(naming.runtime_filter_policy(runtime.name))
+    if not runtime.legacy_model_routing:
+        return by_runtime
+    return {"$or": [by_runtime, {"sd_model_checkpoint": [runtime.model_filename]}]}
+
+
+def deep_merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge mappings left to right; nested mappings merge, anything else (lists included) is replaced."""
+    result: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            current = result.get(key)
+            if isinstance(value, Mapping) and isinstance(current, Mapping):
+                result[key] = deep_merge(current, value)
+            elif isinstance(value, Mapping):
+                result[key] = deep_merge(value)
+            else:
+                result[key] = value
+    return result
