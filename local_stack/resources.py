@@ -1,0 +1,133 @@
+"""Create, in moto, the AWS resources the cloud stack would create from the same config.
+
+Names come from ``infra.naming`` only, so a local run and a deployment of one config.yaml agree
+on every topic, queue, table and bucket name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from infra import naming
+from infra.config import DeploymentConfig, runtime_filter_policy
+
+# moto's default account; the bucket name embeds it exactly as a deployment embeds the real one.
+LOCAL_ACCOUNT = "123456789012"
+LOCAL_REGION = "us-east-1"
+TTL_ATTRIBUTE = "expires_at"
+
+
+@dataclass(frozen=True)
+class RuntimeResources:
+    name: str
+    queue_url: str
+    queue_arn: str
+    dlq_url: str
+    dlq_arn: str
+    subscription_arn: str
+
+
+@dataclass(frozen=True)
+class StackResources:
+    tasks_topic_arn: str
+    results_topic_arn: str
+    bucket: str
+    table: str
+    runtimes: dict[str, RuntimeResources] = field(default_factory=dict)
+
+
+def client(service: str, endpoint: str) -> Any:
+    """A real boto3 client aimed at the moto server (credentials come from the fake AWS env)."""
+    return boto3.client(service, endpoint_url=endpoint, region_name=LOCAL_REGION)
+
+
+def _queue(sqs: Any, name: str, attributes: dict[str, str]) -> tuple[str, str]:
+    url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn
+
+
+def allow_topic_to_send(sqs: Any, queue_url: str, queue_arn: str, topic_arn: str) -> None:
+    """The queue policy SNS needs in AWS; moto does not enforce it, but the local stack mirrors the cloud."""
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "sns.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+            }
+        ],
+    }
+    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
+
+
+def subscribe_queue(
+    sns: Any, sqs: Any, topic_arn: str, queue_url: str, queue_arn: str, filter_policy: dict[str, Any] | None
+) -> str:
+    """Subscribe a queue to a topic with raw delivery (the body is the message itself, attributes carried)."""
+    allow_topic_to_send(sqs, queue_url, queue_arn, topic_arn)
+    attributes = {"RawMessageDelivery": "true"}
+    if filter_policy is not None:
+        attributes["FilterPolicy"] = json.dumps(filter_policy)
+    response = sns.subscribe(
+        TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes=attributes, ReturnSubscriptionArn=True
+    )
+    return str(response["SubscriptionArn"])
+
+
+def local_bucket(cfg: DeploymentConfig) -> str:
+    return naming.output_bucket(cfg.stack_name, LOCAL_ACCOUNT, LOCAL_REGION)
+
+
+def create_resources(cfg: DeploymentConfig, endpoint: str) -> StackResources:
+    """Topics, per-runtime queue + DLQ + filtered subscription, output bucket and status table."""
+    sns, sqs = client("sns", endpoint), client("sqs", endpoint)
+    s3, dynamodb = client("s3", endpoint), client("dynamodb", endpoint)
+    stack, queue = cfg.stack_name, cfg.queue
+    day = 86_400
+
+    tasks_topic = sns.create_topic(Name=naming.tasks_topic(stack))["TopicArn"]
+    results_topic = sns.create_topic(Name=naming.results_topic(stack))["TopicArn"]
+
+    runtimes: dict[str, RuntimeResources] = {}
+    for runtime in cfg.models_runtime:
+        dlq_url, dlq_arn = _queue(
+            sqs,
+            naming.runtime_dlq(stack, runtime.name),
+            {"MessageRetentionPeriod": str(queue.dlq_retention_days * day)},
+        )
+        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(queue.max_receive_count)}
+        queue_url, queue_arn = _queue(
+            sqs,
+            naming.runtime_queue(stack, runtime.name),
+            {
+                "VisibilityTimeout": str(queue.visibility_timeout),
+                "MessageRetentionPeriod": str(queue.retention_days * day),
+                "RedrivePolicy": json.dumps(redrive),
+            },
+        )
+        policy = runtime_filter_policy(cfg, runtime)
+        subscription = subscribe_queue(sns, sqs, tasks_topic, queue_url, queue_arn, policy)
+        runtimes[runtime.name] = RuntimeResources(runtime.name, queue_url, queue_arn, dlq_url, dlq_arn, subscription)
+
+    # us-east-1 is the one region where CreateBucket takes no location constraint.
+    bucket, table = local_bucket(cfg), naming.status_table(stack)
+    s3.create_bucket(Bucket=bucket)
+
+    dynamodb.create_table(
+        TableName=table,
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+    )
+    return StackResources(tasks_topic, results_topic, bucket, table, runtimes)
