@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -53,6 +54,8 @@ class ManagedProcess:
     sink: LogSink
     cwd: Path | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _last_returncode: int | None = field(default=None, init=False, repr=False)
+    _pump: threading.Thread | None = field(default=None, init=False, repr=False)
 
     @property
     def pid(self) -> int | None:
@@ -64,7 +67,7 @@ class ManagedProcess:
 
     @property
     def returncode(self) -> int | None:
-        return self._proc.poll() if self._proc else None
+        return self._proc.poll() if self._proc else self._last_returncode
 
     def start(self) -> ManagedProcess:
         if self._proc is not None:
@@ -82,7 +85,7 @@ class ManagedProcess:
             preexec_fn=_die_with_parent,
         )
         assert self._proc.stdout is not None
-        self.sink.pump(self.name, self._proc.stdout)
+        self._pump = self.sink.pump(self.name, self._proc.stdout)
         return self
 
     def wait_until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -97,25 +100,41 @@ class ManagedProcess:
                 raise StartError(self._failure(f"was not {what} within {timeout:.0f}s"))
             time.sleep(0.1)
 
+    def wait_exit(self, timeout: float) -> None:
+        """Wait for a one-shot process to finish; StartError (with its log tail) unless it exits 0."""
+        assert self._proc is not None, "not started"
+        try:
+            code = self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise StartError(self._failure(f"did not finish within {timeout:.0f}s")) from None
+        if code != 0:
+            raise StartError(self._failure(f"failed with exit code {code}"))
+
     def wait_http(self, url: str, timeout: float) -> None:
         self.wait_until(lambda: http_ok(url), timeout, f"answering {url}")
+
+    def terminate(self) -> None:
+        """Ask the whole process group to stop (SIGTERM); :meth:`stop` waits for it."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._signal_group(self._proc.pid, signal.SIGTERM)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the whole process group, then SIGKILL it if it has not exited by ``timeout``."""
         proc = self._proc
         if proc is None:
             return
-        if proc.poll() is None:
-            self._signal_group(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.sink.write("stack", f"{self.name} ignored SIGTERM for {timeout:.0f}s; killing it")
-                self._signal_group(proc.pid, signal.SIGKILL)
-                proc.wait()
+        self.terminate()
+        try:
+            proc.wait(timeout=max(timeout, 0.0))
+        except subprocess.TimeoutExpired:
+            self.sink.write("stack", f"{self.name} ignored SIGTERM for {timeout:.0f}s; killing it")
+            self._signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
         # Grandchildren that outlived their parent still share its group id.
         self._signal_group(proc.pid, signal.SIGKILL)
         self.sink.write("stack", f"{self.name} stopped (exit code {proc.returncode})")
+        self._proc = None
+        self._last_returncode = proc.returncode
 
     @staticmethod
     def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -125,5 +144,16 @@ class ManagedProcess:
             pass
 
     def _failure(self, why: str) -> str:
+        if self._pump is not None and not self.running:
+            self._pump.join(timeout=2)  # let the last lines of a dead process reach the tail
         tail = "\n".join(f"    {line}" for line in self.sink.tail(self.name)[-20:])
         return f"{self.name} {why}; last lines of its output:\n{tail or '    (none)'}\nfull log: {self.sink.path}"
+
+
+def stop_all(processes: Sequence[ManagedProcess], timeout: float = 10.0) -> None:
+    """Stop several processes at once: SIGTERM to all first, so their shutdowns overlap."""
+    for proc in processes:
+        proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in processes:
+        proc.stop(timeout=deadline - time.monotonic())

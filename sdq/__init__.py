@@ -1,0 +1,1 @@
+"""sdq: the command-line client of the task API, and the entry to the local stack."""

@@ -1,0 +1,45 @@
+"""``sdq local up``: run the local stack in the foreground and record how to reach it."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TextIO
+
+from local_stack.stack import LocalStack, StackOptions
+from sdq.client import Endpoint
+from sdq.endpoints import LOCAL_FILE, write_local
+
+
+def local_up(
+    *,
+    config: Path | None,
+    models: Path | None,
+    port: int,
+    quiet: bool,
+    out: TextIO,
+    local_file: Path = LOCAL_FILE,
+    stop: threading.Event | None = None,
+) -> int:
+    """Start the stack, write ``local_file``, block until Ctrl-C/SIGTERM (or ``stop``), then tear down."""
+    options = StackOptions(config_path=config, model_dir=models, api_port=port, console=not quiet)
+    with LocalStack(options) as stack:
+        endpoint = Endpoint(stack.api_url, stack.api_key, tuple(stack.runtime_names))
+        write_local(local_file, endpoint, page=f"{stack.api_url}/", log=str(stack.log_path))
+        try:
+            out.write(
+                f"\nlocal stack is up (Ctrl-C to stop)\n"
+                f"  API       {stack.api_url}\n"
+                f"  API key   {stack.api_key}\n"
+                f"  runtimes  {', '.join(stack.runtime_names)}\n"
+                f"  web page  {stack.page_url}\n"
+                f"  logs      {stack.log_path}\n"
+                f"  saved to  {local_file} (for sdq and scripts)\n\n"
+                f'try:  sdq submit "a watercolor fox" --wait --download outputs\n'
+            )
+            out.flush()
+            (stop or threading.Event()).wait()
+        finally:
+            # A stale file would point later sdq calls at a dead port.
+            local_file.unlink(missing_ok=True)
+    return 0
