@@ -177,7 +177,8 @@ class LocalStack:
             )
 
         timeout = self.options.start_timeout
-        self._gateway.wait_http(f"{self.api_url}/health", timeout)
+        # The gateway imports the handlers before it listens: once it serves the page, the API is ready too.
+        self._gateway.wait_http(f"{self.api_url}/", timeout)
         for slot in self.slots:
             slot.runtime.wait_http(f"{slot.base_url}/ready", timeout)
             slot.agent.wait_http(f"http://127.0.0.1:{slot.metrics_port}/healthz", timeout)
@@ -231,17 +232,19 @@ class LocalStack:
         return ManagedProcess(f"agent:{runtime.name}", [sys.executable, "-m", "queue_agent"], env, self.sink)
 
     def _gateway_process(self, runtimes: list[str]) -> ManagedProcess:
-        assert self.resources is not None
+        assert self.resources is not None and self.config is not None
         env = self._child_env(
             "gateway",
             TASKS_TOPIC_ARN=self.resources.tasks_topic_arn,
             STATUS_TABLE=self.resources.table,
             OUTPUT_BUCKET=self.resources.bucket,
             RUNTIMES=",".join(runtimes),
-            LOCAL_API_KEY=self.api_key,
+            STATUS_TTL_DAYS=str(self.config.outputs.status_ttl_days),
+            # Through the environment, not argv: the command line of a process is visible to every user.
+            GATEWAY_API_KEY=self.api_key,
         )
         argv = [sys.executable, "-m", "local_stack.gateway", "--host", self.options.host]
-        argv += ["--port", str(self._api_port), "--static-dir", str(WEB_DIR)]
+        argv += ["--port", str(self._api_port), "--static", str(WEB_DIR)]
         return ManagedProcess("gateway", argv, env, self.sink)
 
     def describe(self) -> dict[str, Any]:

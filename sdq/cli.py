@@ -127,13 +127,13 @@ def _wait_and_report(client: ApiClient, task_id: str, args: argparse.Namespace, 
     return EXIT_OK
 
 
-def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO, transport: httpx.BaseTransport | None) -> int:
     if args.command == "local":
         from sdq.local import local_up
 
         return local_up(config=args.config, models=args.models, port=args.port, quiet=args.quiet, out=out)
     endpoint = _endpoint(args)
-    with ApiClient(endpoint) as client:
+    with ApiClient(endpoint, transport=transport) as client:
         if args.command == "submit":
             runtime = args.runtime or (endpoint.runtimes[0] if endpoint.runtimes else None)
             if runtime is None:
@@ -171,13 +171,20 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     raise UsageError(f"unknown command {args.command!r}")
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> int:
+    """Entry point; ``out``/``err``/``transport`` let tests capture output and stand in for the network."""
     out, err = out or sys.stdout, err or sys.stderr
     args = _parser().parse_args(argv)
     try:
         # SIGTERM unwinds like Ctrl-C, so that `sdq local up` stops its children in order.
         with sigterm_as_interrupt():
-            return _run(args, out, err)
+            return _run(args, out, err, transport)
     except UsageError as exc:
         err.write(f"sdq: {exc}\n")
         return EXIT_USAGE
