@@ -1,0 +1,299 @@
+"""What the three endpoints do, over the status store, the tasks topic and S3 presigning.
+
+No Powertools routing here: the handlers parse the event and call these methods; the methods raise
+``ContractError`` / ``ApiError`` for every answer other than success.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from contract import (
+    SNS_MAX_MESSAGE_BYTES,
+    ContractError,
+    QueueMessage,
+    StatusRecord,
+    TaskStatus,
+    cancel_request_update,
+    new_item,
+    output_location,
+    parse_request,
+    split_s3_uri,
+    to_queue_message,
+    transition_update,
+    utcnow,
+)
+from contract.request import ID_PATTERN
+from task_api import aws
+from task_api.errors import ApiError, from_aws_error, unavailable
+from task_api.observability import logger, tracer
+from task_api.settings import Settings
+from task_api.store import StatusStore, UnstorableValue
+from task_api.views import TaskView, task_view
+
+_ID_RE = re.compile(ID_PATTERN)
+# How often a cancel re-reads a record that changed under it before giving up (each round is one write race).
+_CANCEL_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class Submitted:
+    record: StatusRecord
+    created: bool  # False: an idempotent resubmit answered with the existing task
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    view: TaskView
+    finished: bool  # True: the task is cancelled now; False: running, cancel requested, the agent stops it
+
+
+@dataclass(frozen=True)
+class Publisher:
+    client: Any
+    topic_arn: str
+
+    def __call__(self, message: QueueMessage) -> None:
+        self.client.publish(
+            TopicArn=self.topic_arn, Message=message.model_dump_json(), MessageAttributes=message.message_attributes()
+        )
+
+
+@dataclass(frozen=True)
+class Presigner:
+    client: Any
+    bucket: str | None
+    expires_seconds: int
+
+    def __call__(self, uri: str) -> str | None:
+        """A GET URL for an object of the output bucket; None for anything else (the function may not read it)."""
+        try:
+            bucket, key = split_s3_uri(uri)
+        except ValueError:
+            return None
+        if not self.bucket or bucket != self.bucket or not key:
+            return None
+        try:
+            url: str = self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=self.expires_seconds
+            )
+        except BotoCoreError:
+            # No credentials to sign with: show the s3:// URI alone rather than fail the whole status answer.
+            logger.exception("presigning failed")
+            return None
+        return url
+
+
+@dataclass(frozen=True)
+class TaskService:
+    settings: Settings
+    store: StatusStore
+    publish: Callable[[QueueMessage], None]
+    presign: Callable[[str], str | None]
+    now: Callable[[], datetime] = field(default=utcnow)
+
+    @classmethod
+    def from_env(cls) -> TaskService:
+        settings = Settings.from_env()
+        return cls(
+            settings=settings,
+            store=StatusStore(aws.client("dynamodb"), settings.require("status_table")),
+            publish=_LazyPublisher(settings),
+            presign=Presigner(aws.client("s3"), settings.output_bucket, settings.presign_expires_seconds),
+        )
+
+    # -- submit -------------------------------------------------------------------------------------------------
+
+    def submit(self, body: bytes) -> Submitted:
+        bucket = self.settings.require("output_bucket")
+        try:
+            request = parse_request(body, runtimes=self.settings.runtimes)
+        except RecursionError:
+            raise ContractError.single("(body)", "max_depth", "JSON is nested too deeply") from None
+        now = self.now()
+        message = to_queue_message(request, submitted_at=now)
+        logger.append_keys(task_id=message.id)
+        tracer.put_annotation("task_id", message.id)
+        _check_message_size(message)
+        record = StatusRecord(
+            id=message.id,
+            runtime=message.runtime,
+            tasktype=message.tasktype.value,
+            status=TaskStatus.QUEUED,
+            prefix=message.prefix,
+            created_at=now,
+            updated_at=now,
+            output_location=output_location(bucket, message.prefix, message.id),
+            context=message.context,
+            fingerprint=message.fingerprint,
+        )
+        expires_at = int((now + timedelta(days=self.settings.status_ttl_days)).timestamp())
+        if not self._create(new_item(record, ttl_epoch=expires_at)):
+            return self._existing(record)
+        try:
+            self.publish(message)
+        except (BotoCoreError, ClientError):
+            logger.exception("publishing the task failed")
+            return self._withdraw(record)
+        logger.info("task queued", extra={"runtime": record.runtime, "tasktype": record.tasktype})
+        return Submitted(record, created=True)
+
+    def _create(self, item: dict[str, Any]) -> bool:
+        try:
+            return self.store.create(item)
+        except UnstorableValue as exc:
+            raise _context_error(str(exc)) from None
+        except ClientError as exc:
+            # The only client-controlled free-form value in the record is the context.
+            if exc.response.get("Error", {}).get("Code") == "ValidationException":
+                raise _context_error("the status table refused it") from None
+            raise from_aws_error(exc, "the status table") from None
+        except BotoCoreError as exc:
+            raise from_aws_error(exc, "the status table") from None
+
+    def _existing(self, record: StatusRecord) -> Submitted:
+        item = self.store.get(record.id)
+        if item is None:
+            # Withdrawn by a failed publish between our put and this read: the client's retry decides.
+            raise unavailable("the task is being withdrawn after a failed submission; retry shortly")
+        existing = StatusRecord.model_validate(item)
+        if existing.fingerprint != record.fingerprint:
+            raise ApiError(
+                409,
+                "conflict",
+                f"task {record.id} already exists with a different request; submit with a new id",
+                extra={"id": existing.id, "status": existing.status.value},
+            )
+        logger.info("idempotent resubmit", extra={"status": existing.status.value})
+        return Submitted(existing, created=False)
+
+    def _withdraw(self, record: StatusRecord) -> Submitted:
+        """After a failed publish, never leave a task 'queued' that no worker will ever see.
+
+        The record is deleted while it is still queued with our fingerprint, so that the client's retry
+        (same id, same body) starts afresh. If the delete's condition fails, the agent already moved the
+        task on: the publish did go through (the error was on the way back), and the submit succeeded.
+        """
+        try:
+            deleted = self.store.delete_if(
+                record.id,
+                "#s = :queued AND #f = :fp",
+                {"#s": "status", "#f": "fingerprint"},
+                {":queued": TaskStatus.QUEUED.value, ":fp": record.fingerprint},
+            )
+        except (BotoCoreError, ClientError):
+            logger.exception("withdrawing the task failed; marking it failed instead")
+            self._mark_publish_failed(record.id)
+            raise unavailable("the task queue is unavailable; the task was not accepted, retry shortly") from None
+        if not deleted:
+            current = self.store.get(record.id)
+            if current is not None and current.get("status") != TaskStatus.QUEUED.value:
+                logger.info("publish reported failure but a worker already has the task")
+                return Submitted(StatusRecord.model_validate(current), created=True)
+        raise unavailable("the task queue is unavailable; the task was not accepted, retry shortly")
+
+    def _mark_publish_failed(self, task_id: str) -> None:
+        error = {"code": "publish_failed", "message": "the task could not be queued; submit it again with a new id"}
+        try:
+            self.store.update(transition_update(task_id, TaskStatus.FAILED, self.now(), extra={"error": error}))
+        except (BotoCoreError, ClientError):
+            # Both DynamoDB and SNS are failing: nothing more can be done from here; operators see this line.
+            logger.exception("task left queued after a failed publish", extra={"task_id": task_id})
+
+    # -- status -------------------------------------------------------------------------------------------------
+
+    def status(self, task_id: str) -> TaskView:
+        return task_view(self._record(task_id), self.presign)
+
+    def _record(self, task_id: str) -> StatusRecord:
+        if not _ID_RE.match(task_id):
+            raise ApiError(404, "not_found", "no task with this id (ids are 1-64 letters, digits, '-' or '_')")
+        logger.append_keys(task_id=task_id)
+        tracer.put_annotation("task_id", task_id)
+        item = self.store.get(task_id)
+        if item is None:
+            raise ApiError(404, "not_found", f"no task with id {task_id}")
+        return StatusRecord.model_validate(item)
+
+    # -- cancel -------------------------------------------------------------------------------------------------
+
+    def cancel(self, task_id: str) -> Cancelled:
+        """Queued: cancelled now (the agent drops the message and announces it). Running: cancel requested,
+        the agent interrupts the runtime. Finished: 409 with the current status. Each write is conditional
+        on the state it was decided on; a lost race re-reads and decides again."""
+        for _ in range(_CANCEL_ROUNDS):
+            record = self._record(task_id)
+            if record.status is TaskStatus.QUEUED:
+                update = _only_from(transition_update(task_id, TaskStatus.CANCELLED, self.now()), TaskStatus.QUEUED)
+                if (item := self.store.update(update)) is not None:
+                    logger.info("task cancelled while queued")
+                    return Cancelled(self._view(item), finished=True)
+            elif record.status is TaskStatus.RUNNING:
+                if record.cancel_requested:
+                    return Cancelled(task_view(record, self.presign), finished=False)
+                if (item := self.store.update(cancel_request_update(task_id, self.now()))) is not None:
+                    logger.info("cancel requested for a running task")
+                    return Cancelled(self._view(item), finished=False)
+            else:
+                raise ApiError(
+                    409,
+                    "task_finished",
+                    f"task {task_id} is already {record.status.value}; a finished task cannot be cancelled",
+                    extra={"id": task_id, "status": record.status.value},
+                )
+        raise unavailable("the task kept changing state while being cancelled; retry")
+
+    def _view(self, item: dict[str, Any]) -> TaskView:
+        return task_view(StatusRecord.model_validate(item), self.presign)
+
+
+@dataclass(frozen=True)
+class _LazyPublisher:
+    """Requires TASKS_TOPIC_ARN only when something is published (the status function has no topic)."""
+
+    settings: Settings
+
+    def __call__(self, message: QueueMessage) -> None:
+        Publisher(aws.client("sns"), self.settings.require("tasks_topic_arn"))(message)
+
+
+def _only_from(update: dict[str, Any], status: TaskStatus) -> dict[str, Any]:
+    """Narrow a contract transition to one predecessor (own placeholders, so no clash with the contract's)."""
+    return {
+        **update,
+        "ConditionExpression": f"({update['ConditionExpression']}) AND #only_status = :only_status",
+        "ExpressionAttributeNames": {**update["ExpressionAttributeNames"], "#only_status": "status"},
+        "ExpressionAttributeValues": {**update["ExpressionAttributeValues"], ":only_status": status.value},
+    }
+
+
+def _check_message_size(message: QueueMessage) -> None:
+    # SNS counts the body and every attribute's name, type and value against its 256 KiB cap.
+    size = len(message.model_dump_json().encode())
+    size += sum(
+        len(k) + len(v["DataType"]) + len(v["StringValue"].encode()) for k, v in message.message_attributes().items()
+    )
+    if size > SNS_MAX_MESSAGE_BYTES:
+        raise ContractError.single(
+            "(body)",
+            "max_bytes",
+            f"the task would be a {size}-byte queue message, over the {SNS_MAX_MESSAGE_BYTES}-byte limit; "
+            "pass images as s3:// or https:// references instead of inline base64",
+            code="request_too_large",
+            status=413,
+        )
+
+
+def _context_error(reason: str) -> ContractError:
+    return ContractError.single(
+        "task.metadata.context",
+        "storable",
+        f"context cannot be stored ({reason}); keep it plain JSON, at most 30 levels deep, "
+        "with numbers of at most 38 digits",
+    )

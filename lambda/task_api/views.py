@@ -1,0 +1,47 @@
+"""What the API answers on success. Pydantic models, so that the OpenAPI document is generated from them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pydantic import BaseModel, Field
+
+from contract import StatusRecord, TaskStatus
+
+
+class SubmitResponse(BaseModel):
+    """The replaced sample's answer to ``POST /v1alpha2``; ``POST /tasks`` answers the same."""
+
+    id: str
+    runtime: str
+    output_location: str | None = Field(description="s3:// folder the results will be written to")
+    status: TaskStatus
+
+
+class ResultLink(BaseModel):
+    s3: str = Field(description="the object's s3:// URI, as the notification names it")
+    url: str | None = Field(
+        description="presigned HTTPS GET URL, minted on every read; null for objects outside the output bucket"
+    )
+
+
+class TaskView(StatusRecord):
+    """The status record as ``GET /tasks/{id}`` shows it: ``image_url``/``output_url`` stay s3:// URIs,
+    ``images``/``output`` add presigned URLs next to them."""
+
+    images: list[ResultLink] = Field(default_factory=list)
+    output: ResultLink | None = None
+
+
+def submit_response(record: StatusRecord) -> SubmitResponse:
+    return SubmitResponse(
+        id=record.id, runtime=record.runtime, output_location=record.output_location, status=record.status
+    )
+
+
+def task_view(record: StatusRecord, presign: Callable[[str], str | None]) -> TaskView:
+    return TaskView(
+        **record.model_dump(),
+        images=[ResultLink(s3=uri, url=presign(uri)) for uri in record.image_url],
+        output=ResultLink(s3=record.output_url, url=presign(record.output_url)) if record.output_url else None,
+    )

@@ -1,0 +1,367 @@
+"""A local stand-in for API Gateway: real HTTP in, REST proxy events to the Lambda handlers in-process.
+
+    gateway = LocalGateway(api_key="k", handler=task_api.app.handler).start()
+    ... POST {gateway.url}/tasks with header x-api-key: k ...
+    gateway.stop()
+
+What it does like API Gateway: the API key check (``x-api-key``, 403 otherwise), the REST proxy event
+(format 1.0), a 10 MB payload cap, one invocation at a time per function. What it adds for local use:
+CORS for a page on another origin, and static files (``static_dir``) for the web page.
+
+``python -m local_stack.gateway --help`` runs it by hand against whatever AWS endpoint the environment names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hmac
+import importlib
+import json
+import logging
+import mimetypes
+import os
+import secrets
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from contract import error_body
+from local_stack.gateway_events import GatewayRoute, Handler, HttpRequest, LambdaContext, rest_proxy_event
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+# API Gateway refuses payloads over 10 MB before any Lambda runs.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+CORS_ALLOW_HEADERS = "Content-Type, X-Api-Key, Authorization"
+CORS_EXPOSE_HEADERS = "Location"
+
+# Powertools keeps the current event on a class attribute, and Lambda runs one event at a time per
+# environment: handler calls from the server's threads are serialised process-wide to match.
+_INVOKE_LOCK = threading.Lock()
+
+
+class LocalGateway:
+    def __init__(
+        self,
+        api_key: str | None,
+        handler: Handler | Mapping[str, Handler] | Sequence[GatewayRoute],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        static_dir: str | Path | None = None,
+        *,
+        stage: str = "local",
+        cors_origin: str = "*",
+    ) -> None:
+        """``handler``: one handler for every route of the task API, a mapping of function name
+        (submit/status/cancel) to handler, or explicit routes. ``api_key=None`` turns the check off."""
+        self.api_key = api_key
+        self.routes = _as_routes(handler)
+        self.host = host
+        self.port = port
+        self.static_dir = Path(static_dir).resolve() if static_dir else None
+        self.stage = stage
+        self.cors_origin = cors_origin
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> LocalGateway:
+        gateway = self
+
+        class _Bound(_RequestHandler):
+            owner = gateway
+
+        self._server = ThreadingHTTPServer((self.host, self.port), _Bound)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="local-gateway", daemon=True)
+        self._thread.start()
+        log.info("local gateway on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = self._thread = None
+
+    def __enter__(self) -> LocalGateway:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- decisions, called from the request handler -------------------------------------------------------------
+
+    def key_ok(self, given: str | None) -> bool:
+        if self.api_key is None:
+            return True
+        return given is not None and hmac.compare_digest(given.encode(), self.api_key.encode())
+
+    def find(self, method: str, path: str) -> tuple[GatewayRoute | None, dict[str, str], list[str]]:
+        """The route for ``method`` on ``path`` with its path parameters, and the methods the path allows."""
+        allowed: list[str] = []
+        for route in self.routes:
+            params = route.match(path)
+            if params is None:
+                continue
+            allowed.append(route.method)
+            if route.method == method:
+                return route, params, allowed
+        return None, {}, allowed
+
+    def static_file(self, path: str) -> Path | None:
+        if self.static_dir is None:
+            return None
+        relative = unquote(path).lstrip("/") or "index.html"
+        candidate = (self.static_dir / relative).resolve()
+        if candidate.is_dir():
+            candidate = candidate / "index.html"
+        # resolve() follows symlinks and '..': whatever it names must still be inside the static folder.
+        if not candidate.is_relative_to(self.static_dir) or not candidate.is_file():
+            return None
+        return candidate
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    owner: LocalGateway
+    protocol_version = "HTTP/1.1"  # keep-alive: every response carries Content-Length
+    server_version = "LocalGateway"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_HEAD(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def do_OPTIONS(self) -> None:
+        # CORS pre-flight: browsers send it without the API key, so it is answered before any check.
+        if self._read_body() is None:
+            return
+        self._send(HTTPStatus.NO_CONTENT, b"", {"Access-Control-Max-Age": "600"})
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Request lines only (method, path, status); headers, and so the API key, are never logged.
+        log.debug("%s - %s", self.address_string(), format % args)
+
+    def _serve(self) -> None:
+        # The body is read first, whatever the answer, so that a kept-alive connection stays in step.
+        body = self._read_body()
+        if body is None:
+            return
+        parts = urlsplit(self.path)
+        route, params, allowed = self.owner.find(self.command, unquote(parts.path))
+        if route is None:
+            self._not_routed(parts.path, allowed)
+            return
+        if not self.owner.key_ok(self.headers.get("x-api-key")):
+            self._error(HTTPStatus.FORBIDDEN, "forbidden", "Forbidden")
+            return
+        request = HttpRequest(
+            method=self.command,
+            path=parts.path,
+            query=parts.query,
+            headers=list(self.headers.items()),
+            body=body,
+            source_ip=self.client_address[0],
+        )
+        host = self.headers.get("Host") or f"{self.owner.host}:{self.owner.port}"
+        event = rest_proxy_event(
+            request, route, params, stage=self.owner.stage, domain=host, api_key=self.headers.get("x-api-key")
+        )
+        self._invoke(route, event)
+
+    def _not_routed(self, path: str, allowed: list[str]) -> None:
+        if allowed:
+            methods = ", ".join(sorted({*allowed, "OPTIONS"}))
+            self._error(
+                HTTPStatus.METHOD_NOT_ALLOWED, "method_not_allowed", f"use {methods} on this path", {"Allow": methods}
+            )
+            return
+        if self.command in {"GET", "HEAD"} and (file := self.owner.static_file(path)) is not None:
+            content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+            self._send(HTTPStatus.OK, file.read_bytes(), {"Content-Type": content_type, "Cache-Control": "no-cache"})
+            return
+        self._error(HTTPStatus.NOT_FOUND, "not_found", "no such resource")
+
+    def _read_body(self) -> bytes | None:
+        """The request body; None when it was refused (an answer is already sent, the connection closes)."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self.close_connection = True
+            self._error(HTTPStatus.LENGTH_REQUIRED, "length_required", "send the body with a Content-Length")
+            return None
+        raw = self.headers.get("Content-Length") or "0"
+        try:
+            length = int(raw)
+            if length < 0:
+                raise ValueError(raw)
+        except ValueError:
+            self.close_connection = True
+            self._error(HTTPStatus.BAD_REQUEST, "bad_request", "Content-Length is not a number")
+            return None
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            self._error(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                "request_too_large",
+                f"payloads are limited to {MAX_BODY_BYTES} bytes; pass images as s3:// or https:// references",
+            )
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _invoke(self, route: GatewayRoute, event: dict[str, Any]) -> None:
+        context = LambdaContext(function_name=_function_name(route))
+        try:
+            with _INVOKE_LOCK:
+                result = route.handler(event, context)
+            status, headers, body = _proxy_response(result)
+        except Exception:
+            # What API Gateway answers when the integration fails; the details stay in this process's log.
+            log.exception("handler for %s %s failed", route.method, route.resource)
+            self._error(HTTPStatus.BAD_GATEWAY, "bad_gateway", "Internal server error")
+            return
+        self._send(status, b"" if self.command == "HEAD" else body, headers)
+
+    def _error(self, status: HTTPStatus, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        # The contract's error shape, plus API Gateway's own top-level "message" for clients that read it.
+        body = {"message": message, **error_body(code, message)}
+        self._send(status, json.dumps(body).encode(), {"Content-Type": "application/json", **(headers or {})})
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        merged = {
+            "Access-Control-Allow-Origin": self.owner.cors_origin,
+            "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
+            "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+            "Access-Control-Expose-Headers": CORS_EXPOSE_HEADERS,
+            **headers,
+            "Content-Length": str(len(body)),
+        }
+        if self.close_connection:
+            merged["Connection"] = "close"
+        for name, value in merged.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+def _proxy_response(result: Any) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body from a proxy integration's answer; ValueError when it is malformed."""
+    if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
+        raise ValueError("the handler did not return a proxy response with an integer statusCode")
+    headers: dict[str, str] = {}
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        headers[name] = ", ".join(str(v) for v in values)
+    for name, value in (result.get("headers") or {}).items():
+        headers[name] = str(value)
+    body = result.get("body") or ""
+    if not isinstance(body, str):
+        raise ValueError("the handler returned a non-string body")
+    if result.get("isBase64Encoded"):
+        return result["statusCode"], headers, base64.b64decode(body)
+    return result["statusCode"], headers, body.encode("utf-8")
+
+
+def _function_name(route: GatewayRoute) -> str:
+    return f"local-{getattr(route.handler, '__module__', 'handler').replace('.', '-')}"
+
+
+def _as_routes(handler: Handler | Mapping[str, Handler] | Sequence[GatewayRoute]) -> list[GatewayRoute]:
+    if isinstance(handler, Sequence):
+        return list(handler)
+    return task_api_routes(handler)
+
+
+def task_api_routes(handler: Handler | Mapping[str, Handler] | None = None) -> list[GatewayRoute]:
+    """The task API's routes (``task_api.routes.API_ROUTES``), served by one handler or one per function.
+
+    ``None`` loads the per-function handlers (``task_api.submit.handler``...), as deployed in the cloud.
+    """
+    ensure_lambda_importable()
+    from task_api.routes import API_ROUTES, FUNCTION_HANDLERS
+
+    if handler is None:
+        handler = {name: load_handler(path) for name, path in FUNCTION_HANDLERS.items()}
+    if isinstance(handler, Mapping):
+        return [GatewayRoute(r.method, r.resource, handler[r.function]) for r in API_ROUTES]
+    return [GatewayRoute(r.method, r.resource, handler) for r in API_ROUTES]
+
+
+def ensure_lambda_importable() -> None:
+    """Put the repository's ``lambda/`` folder on sys.path (pytest does it; ``python -m`` does not)."""
+    folder = str(ROOT / "lambda")
+    if folder not in sys.path:
+        sys.path.append(folder)
+
+
+def load_handler(dotted: str) -> Handler:
+    """``package.module.attribute`` -> the callable."""
+    ensure_lambda_importable()
+    module, _, attribute = dotted.rpartition(".")
+    handler: Handler = getattr(importlib.import_module(module), attribute)
+    return handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local_stack.gateway", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--api-key", default=os.environ.get("GATEWAY_API_KEY"), help="default: $GATEWAY_API_KEY")
+    parser.add_argument("--static", type=Path, help="folder served for GET requests outside the API")
+    parser.add_argument(
+        "--handler", default="task_api.app.handler", help="dotted handler for every route, or 'per-function'"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # X-Ray has no daemon here; Powertools would otherwise try to send segments.
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    api_key = args.api_key
+    if not api_key:
+        api_key = secrets.token_urlsafe(24)
+        # Shown once on the terminal that started the gateway, so its user can call it; never logged.
+        print(f"no --api-key or GATEWAY_API_KEY given; generated key: {api_key}", file=sys.stderr)
+    handler = None if args.handler == "per-function" else load_handler(args.handler)
+    gateway = LocalGateway(api_key, task_api_routes(handler), args.host, args.port, args.static).start()
+    print(f"task API on {gateway.url} (x-api-key required)", file=sys.stderr)
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    stop.wait()
+    gateway.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
