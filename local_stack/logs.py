@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
 from pathlib import Path
 from typing import IO, TextIO
+
+# Colour codes some servers print (moto's werkzeug) would only be noise in a file.
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class LogSink:
@@ -27,7 +31,7 @@ class LogSink:
         self._width = 8
 
     def write(self, component: str, line: str) -> None:
-        line = line.rstrip("\r\n")
+        line = _ANSI.sub("", line.rstrip("\r\n"))
         stamp = time.strftime("%H:%M:%S")
         with self._lock:
             self._width = max(self._width, len(component))
@@ -44,13 +48,18 @@ class LogSink:
         with self._lock:
             return list(self._tails.get(component, ()))
 
-    def pump(self, component: str, stream: IO[bytes]) -> threading.Thread:
-        """Copy a child's output into the log on a daemon thread until the stream closes."""
+    def pump(self, component: str, stream: IO[bytes], drop: re.Pattern[str] | None = None) -> threading.Thread:
+        """Copy a child's output into the log on a daemon thread until the stream closes.
+
+        Lines matching ``drop`` are left out (moto's access log would otherwise drown everything else).
+        """
 
         def run() -> None:
             with stream:
                 for raw in iter(stream.readline, b""):
-                    self.write(component, raw.decode("utf-8", errors="replace"))
+                    line = raw.decode("utf-8", errors="replace")
+                    if drop is None or not drop.search(line):
+                        self.write(component, line)
 
         thread = threading.Thread(target=run, name=f"log-{component}", daemon=True)
         thread.start()
@@ -59,4 +68,3 @@ class LogSink:
     def close(self) -> None:
         with self._lock:
             self._file.close()
-

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -53,6 +54,7 @@ class ManagedProcess:
     env: Mapping[str, str]
     sink: LogSink
     cwd: Path | None = None
+    drop_lines: re.Pattern[str] | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _last_returncode: int | None = field(default=None, init=False, repr=False)
     _pump: threading.Thread | None = field(default=None, init=False, repr=False)
@@ -85,7 +87,7 @@ class ManagedProcess:
             preexec_fn=_die_with_parent,
         )
         assert self._proc.stdout is not None
-        self._pump = self.sink.pump(self.name, self._proc.stdout)
+        self._pump = self.sink.pump(self.name, self._proc.stdout, self.drop_lines)
         return self
 
     def wait_until(self, check: Callable[[], bool], timeout: float, what: str) -> None:

@@ -14,6 +14,7 @@ import boto3
 
 from infra import naming
 from infra.config import DeploymentConfig, runtime_filter_policy
+from local_stack.moto_server import FAKE_AWS_ENV
 
 # moto's default account; the bucket name embeds it exactly as a deployment embeds the real one.
 LOCAL_ACCOUNT = "123456789012"
@@ -41,8 +42,15 @@ class StackResources:
 
 
 def client(service: str, endpoint: str) -> Any:
-    """A real boto3 client aimed at the moto server (credentials come from the fake AWS env)."""
-    return boto3.client(service, endpoint_url=endpoint, region_name=LOCAL_REGION)
+    """A real boto3 client aimed at the moto server, with moto's fake credentials whatever this process's env says."""
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=LOCAL_REGION,
+        aws_access_key_id=FAKE_AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=FAKE_AWS_ENV["AWS_SESSION_TOKEN"],
+    )
 
 
 def _queue(sqs: Any, name: str, attributes: dict[str, str]) -> tuple[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import secrets
 import sys
 import time
@@ -26,6 +27,8 @@ from local_stack.processes import ManagedProcess, StartError, stop_all
 from local_stack.resources import StackResources, create_resources
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
+# moto's successful requests (werkzeug access lines); failures stay in the log.
+_MOTO_ACCESS_OK = re.compile(r'"[A-Z]+ \S+ HTTP/1\.[01]" [23]\d\d ')
 # Runtime types whose local stand-in is our own inference_api (both speak the AUTOMATIC1111 API).
 LOCAL_RUNTIME_TYPES = frozenset({"sdwebui", "diffusers"})
 
@@ -158,6 +161,7 @@ class LocalStack:
             [sys.executable, "-m", "moto.server", "-H", self.options.host, "-p", str(self._moto_port)],
             self._child_env("moto"),
             self.sink,
+            drop_lines=_MOTO_ACCESS_OK,
         ).start()
         # Runtimes load their model while moto starts and the resources are created: it is the slow part.
         runtime_ports = {r.name: free_port(self.options.host) for r in runnable}

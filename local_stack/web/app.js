@@ -15,6 +15,7 @@
   const keyInput = $("api-key");
   keyInput.value = store.getItem("sdq.apiKey") || "";
   keyInput.addEventListener("change", () => store.setItem("sdq.apiKey", keyInput.value.trim()));
+  $("key-form").addEventListener("submit", (event) => event.preventDefault());
 
   const runtimes = (store.getItem("sdq.runtimes") || "").split(",").filter(Boolean);
   const runtimeSelect = $("runtime");
@@ -44,7 +45,8 @@
     constructor(status, error) {
       const fields = (error && error.fields) || [];
       const lines = fields.map((f) => `${f.field}: ${f.message}`);
-      super([`${status} ${(error && error.message) || "request failed"}`, ...lines].join("\n"));
+      const hint = status === 403 ? " (check the API key at the top right)" : "";
+      super([`${status} ${(error && error.message) || "request failed"}${hint}`, ...lines].join("\n"));
       this.status = status;
     }
   }
