@@ -1,0 +1,135 @@
+"""Assemble the agent from its settings and run it: clients, queue facts, runtime readiness, pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from queue_agent.aws import open_clients
+from queue_agent.context import AgentContext
+from queue_agent.fetch import HttpsFetcher
+from queue_agent.health import Health
+from queue_agent.inputs import InputResolver
+from queue_agent.leases import Leases
+from queue_agent.metrics import Metrics
+from queue_agent.notifier import Notifier
+from queue_agent.pipeline import Pipeline
+from queue_agent.results import ResultStore
+from queue_agent.retry import RetryPolicy
+from queue_agent.runtimes import build_runtime
+from queue_agent.runtimes.base import Runtime
+from queue_agent.server import StatusServer
+from queue_agent.settings import Settings
+from queue_agent.sqs import TaskQueue
+from queue_agent.store import DynamoStatusStore, NullStatusStore, StatusStore
+from queue_agent.tracing import Tracer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class Overrides:
+    """Collaborators a test or the benchmark may supply instead of the ones built from settings."""
+
+    runtime: Runtime | None = None
+    fetcher: HttpsFetcher | None = None
+    session: Any = None
+
+
+class _Stopped(Exception):
+    pass
+
+
+async def _unless_stopped(step: Awaitable[T], stop: asyncio.Event) -> T:
+    work = asyncio.ensure_future(step)
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if work.done():
+        return work.result()
+    work.cancel()
+    await asyncio.gather(work, return_exceptions=True)
+    raise _Stopped
+
+
+async def run_agent(
+    settings: Settings,
+    stop: asyncio.Event,
+    abort: asyncio.Event | None = None,
+    overrides: Overrides | None = None,
+    *,
+    on_ready: Callable[[AgentContext], None] | None = None,
+) -> int:
+    """Run until ``stop`` is set. Returns the process exit code."""
+    overrides = overrides or Overrides()
+    abort = abort or asyncio.Event()
+    metrics = Metrics()
+    health = Health(threshold=settings.health_failures)
+    server = StatusServer(health, metrics)
+    if settings.metrics_port:
+        await server.start(settings.metrics_host, settings.metrics_port)
+    runtime = overrides.runtime or build_runtime(settings)
+    try:
+        async with open_clients(settings.receive_wait, overrides.session) as aws:
+            queue = TaskQueue(aws.sqs, settings.queue_url)
+            try:
+                info = await queue.info()
+            except Exception as exc:
+                log.error(
+                    "cannot read the task queue's attributes", extra={"queue": settings.queue_url, "error": str(exc)}
+                )
+                return 1
+            extension, interval = settings.lease_timing(info.visibility_timeout)
+            log.info(
+                "queue",
+                extra={
+                    "visibility_timeout": info.visibility_timeout,
+                    "max_receive_count": info.max_receive_count,
+                    "lease_extension": extension,
+                    "heartbeat_interval": interval,
+                },
+            )
+            store: StatusStore = (
+                DynamoStatusStore(await aws.dynamodb.Table(settings.status_table))
+                if settings.status_table
+                else NullStatusStore()
+            )
+            fetcher = overrides.fetcher or HttpsFetcher(settings.input_max_bytes, settings.https_fetch_timeout)
+            ctx = AgentContext(
+                settings=settings,
+                queue=queue,
+                queue_info=info,
+                leases=Leases(queue, extension, interval),
+                store=store,
+                results=ResultStore(aws.s3, settings.bucket),
+                notifier=Notifier(aws.sns, settings.topic_arn),
+                inputs=InputResolver(aws.s3, settings.input_buckets, fetcher),
+                runtime=runtime,
+                retry=RetryPolicy(settings.transient_retries, settings.retry_backoff, settings.retry_backoff_max),
+                metrics=metrics,
+                tracer=Tracer(enabled=not settings.disable_xray, service=f"queue-agent-{settings.runtime_name}"),
+                health=health,
+            )
+            log.info("waiting for the runtime", extra={"url": settings.api_base_url})
+            try:
+                await _unless_stopped(runtime.wait_ready(settings.runtime_ready_timeout), stop)
+            except TimeoutError:
+                log.error("runtime did not become ready", extra={"timeout_s": settings.runtime_ready_timeout})
+                return 1
+            except _Stopped:
+                log.info("stopped before the runtime was ready")
+                return 0
+            health.mark_ready()
+            metrics.runtime_healthy.set(1)
+            log.info("runtime ready; receiving", extra={"runtime": settings.runtime_type.value})
+            if on_ready is not None:
+                on_ready(ctx)
+            return await Pipeline(ctx).run(stop, abort)
+    finally:
+        await runtime.aclose()
+        await server.stop()

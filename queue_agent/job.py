@@ -1,0 +1,174 @@
+"""What flows through the pipeline: one received SQS message, what it asks for, and how it ended."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from contract import ContractError, QueueMessage, parse_queue_body
+from queue_agent.errors import JobError
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One SQS message as received. Times are ``time.monotonic()`` unless named ``*_epoch``."""
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+    sent_epoch: float | None
+    trace_header: str | None
+    received_at: float
+    receive_wait: float
+
+    @classmethod
+    def from_sqs(cls, msg: dict[str, Any], *, received_at: float, receive_wait: float) -> Delivery:
+        attrs = msg.get("Attributes", {})
+        sent = attrs.get("SentTimestamp")
+        return cls(
+            message_id=msg["MessageId"],
+            receipt_handle=msg["ReceiptHandle"],
+            body=msg.get("Body", ""),
+            receive_count=int(attrs.get("ApproximateReceiveCount", "1")),
+            sent_epoch=int(sent) / 1000 if sent else None,
+            trace_header=attrs.get("AWSTraceHeader"),
+            received_at=received_at,
+            receive_wait=receive_wait,
+        )
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One output file of a job: an image, a gif or a video."""
+
+    data: bytes
+    ext: str
+    content_type: str
+
+
+@dataclass
+class RuntimeResult:
+    artifacts: list[Artifact]
+    # What goes into the ``.out`` document besides our own fields: the runtime's parameters and info.
+    document: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """Where a completed job's outputs are in S3."""
+
+    image_url: list[str]
+    output_url: str
+
+
+class Disposition(StrEnum):
+    """Where a job ends. The finisher has exactly one branch per value."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    # Already terminal from an earlier delivery: announce again if needed, delete, never re-run.
+    ALREADY_DONE = "already_done"
+    # Transient failure, retries exhausted: leave the message to SQS redelivery.
+    RETRY_LATER = "retry_later"
+    # Never started (shutdown): make the message visible again at once.
+    RETURN = "return"
+
+
+@dataclass
+class Outcome:
+    disposition: Disposition
+    result: RuntimeResult | None = None
+    error: JobError | None = None
+    # For ALREADY_DONE found through the ``.out`` object rather than the status table.
+    stored: StoredResult | None = None
+
+
+@dataclass
+class Marks:
+    """Monotonic timestamps of a job's milestones, turned into the notification's timings."""
+
+    run_start: float | None = None
+    run_end: float | None = None
+    upload_start: float | None = None
+    upload_end: float | None = None
+
+
+@dataclass
+class Job:
+    delivery: Delivery
+    message: QueueMessage | None
+    # Set when the body breaks the contract; the job is failed without running.
+    contract_error: ContractError | None = None
+    # Best-effort identity for a message that does not parse, so the failure can still be announced.
+    fallback_id: str = ""
+    fallback_context: Any = None
+    marks: Marks = field(default_factory=Marks)
+    outcome: Outcome | None = None
+    trace: Any = None  # the job's tracing segment (queue_agent.tracing), opaque elsewhere
+    payload: dict[str, Any] | None = None  # content with input references resolved, built by the preparer
+    inputs: dict[tuple[str | int, ...], bytes] = field(default_factory=dict)
+
+    @classmethod
+    def from_delivery(cls, delivery: Delivery) -> Job:
+        try:
+            return cls(delivery=delivery, message=parse_queue_body(delivery.body))
+        except ContractError as exc:
+            task_id, context = _salvage_identity(delivery.body)
+            return cls(
+                delivery=delivery,
+                message=None,
+                contract_error=exc,
+                fallback_id=task_id or delivery.message_id,
+                fallback_context=context,
+            )
+
+    @property
+    def task_id(self) -> str:
+        return self.message.id if self.message else self.fallback_id
+
+    @property
+    def receipt_handle(self) -> str:
+        return self.delivery.receipt_handle
+
+    def timings(self, now: float | None = None) -> dict[str, float]:
+        """Seconds spent in each phase; only phases that happened are present."""
+        now = time.monotonic() if now is None else now
+        d, m = self.delivery, self.marks
+        out: dict[str, float] = {"receive_wait": d.receive_wait}
+        if d.sent_epoch is not None:
+            # Wall clocks of SQS and this host may disagree slightly; never report negative waiting.
+            out["queue_time"] = max(0.0, time.time() - (now - d.received_at) - d.sent_epoch)
+        if m.run_start is not None:
+            out["prefetch_wait"] = m.run_start - d.received_at
+            if m.run_end is not None:
+                out["runtime"] = m.run_end - m.run_start
+        if m.upload_start is not None and m.upload_end is not None:
+            out["upload"] = m.upload_end - m.upload_start
+        out["total"] = now - d.received_at
+        return {k: round(v, 4) for k, v in out.items()}
+
+
+def _salvage_identity(body: str) -> tuple[str | None, Any]:
+    """Dig the task id and context out of a body that failed validation (raw or SNS-enveloped)."""
+    try:
+        data = json.loads(body)
+        if isinstance(data, dict) and data.get("Type") == "Notification" and isinstance(data.get("Message"), str):
+            data = json.loads(data["Message"])
+    except ValueError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    meta = data.get("task", {}).get("metadata") if isinstance(data.get("task"), dict) else data
+    if not isinstance(meta, dict):
+        return None, None
+    task_id = meta.get("id")
+    valid = isinstance(task_id, str) and bool(_ID_RE.match(task_id))
+    return (task_id if valid else None), meta.get("context")

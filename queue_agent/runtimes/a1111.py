@@ -1,0 +1,137 @@
+"""AUTOMATIC1111's HTTP API (``/sdapi/v1``), spoken by stable-diffusion-webui and by our ``inference_api``.
+
+The two differ only in how readiness and liveness are probed: the webui answers ``sd-models`` once
+its models are listed; ours has ``/ready`` and ``/health``.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import logging
+from typing import Any
+
+import httpx
+
+from contract import QueueMessage, TaskType, set_at
+from queue_agent.errors import PermanentError
+from queue_agent.job import RuntimeResult
+from queue_agent.runtimes.base import (
+    HTTP_TIMEOUT,
+    PROBE_TIMEOUT,
+    InputPath,
+    artifact_from_bytes,
+    check_response,
+    json_body,
+    poll_until,
+    unreachable,
+)
+
+log = logging.getLogger(__name__)
+
+_ENDPOINTS = {
+    TaskType.TEXT_TO_IMAGE: "txt2img",
+    TaskType.IMAGE_TO_IMAGE: "img2img",
+    TaskType.EXTRA_SINGLE_IMAGE: "extra-single-image",
+    TaskType.EXTRA_BATCH_IMAGE: "extra-batch-images",
+}
+# Request fields echoed back in "parameters" that only repeat our (large) inputs.
+_ECHOED_INPUTS = ("init_images", "mask", "image", "imageList")
+
+
+class A1111Runtime:
+    def __init__(self, base_url: str, *, dynamic_model: bool, ours: bool, client: httpx.AsyncClient | None = None):
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.dynamic_model = dynamic_model
+        # Our runtime exposes /health and /ready at the server root, next to /sdapi/v1.
+        self._ours = ours
+        self._client = client or httpx.AsyncClient(timeout=HTTP_TIMEOUT, trust_env=False)
+
+    def _url(self, path: str) -> str:
+        return str(httpx.URL(self.base_url).join(path))
+
+    async def _probe(self, path: str) -> bool:
+        try:
+            resp = await self._client.get(self._url(path), timeout=PROBE_TIMEOUT)
+        except httpx.HTTPError:
+            return False
+        return resp.status_code == 200
+
+    async def wait_ready(self, limit: float) -> None:
+        await poll_until(lambda: self._probe("/ready" if self._ours else "sd-models"), limit)
+
+    async def healthy(self) -> bool:
+        return await self._probe("/health" if self._ours else "sd-models")
+
+    async def interrupt(self) -> None:
+        try:
+            await self._client.post(self._url("interrupt"), timeout=PROBE_TIMEOUT)
+        except httpx.HTTPError as exc:
+            log.warning("interrupt not delivered to the runtime", extra={"error": type(exc).__name__})
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def run(self, message: QueueMessage, inputs: dict[InputPath, bytes]) -> RuntimeResult:
+        endpoint = _ENDPOINTS.get(message.tasktype)
+        if endpoint is None:
+            raise PermanentError(f"tasktype {message.tasktype} needs a comfyui runtime", code="unsupported_tasktype")
+        payload = copy.deepcopy(message.content)
+        for path, data in inputs.items():
+            set_at(payload, path, base64.b64encode(data).decode())
+        if self.dynamic_model and message.sd_model_checkpoint:
+            await self._switch_model(message.sd_model_checkpoint)
+        body = await self._post(endpoint, payload)
+        return _result(message.tasktype, body)
+
+    async def _post(self, endpoint: str, payload: dict[str, Any]) -> Any:
+        try:
+            resp = await self._client.post(self._url(endpoint), json=payload)
+        except httpx.HTTPError as exc:
+            raise unreachable(endpoint, exc) from None
+        check_response(resp, endpoint)
+        return json_body(resp, endpoint)
+
+    async def _switch_model(self, wanted: str) -> None:
+        """Load ``wanted`` through /options unless it is already the current checkpoint."""
+        try:
+            resp = await self._client.get(self._url("options"))
+        except httpx.HTTPError as exc:
+            raise unreachable("options", exc) from None
+        check_response(resp, "options")
+        current = json_body(resp, "options").get("sd_model_checkpoint")
+        if _same_checkpoint(current, wanted):
+            return
+        log.info("switching model", extra={"from_model": current, "to_model": wanted})
+        await self._post("options", {"sd_model_checkpoint": wanted})
+
+
+def _same_checkpoint(current: Any, wanted: str) -> bool:
+    # The webui reports titles like "model.safetensors [6ce0161689]"; tasks usually name the file.
+    if not isinstance(current, str):
+        return False
+    return current == wanted or current.split(" [", 1)[0] == wanted.split(" [", 1)[0]
+
+
+def _result(tasktype: TaskType, body: Any) -> RuntimeResult:
+    if not isinstance(body, dict):
+        raise PermanentError("runtime answered with an unexpected body", code="runtime_bad_response")
+    if tasktype is TaskType.EXTRA_SINGLE_IMAGE:
+        images = [body.get("image")] if body.get("image") else []
+    else:
+        images = body.get("images") or []
+    try:
+        artifacts = [artifact_from_bytes(base64.b64decode(img)) for img in images if isinstance(img, str)]
+    except ValueError:
+        raise PermanentError("runtime answered with an image that is not base64", code="runtime_bad_response") from None
+    document: dict[str, Any] = {k: v for k, v in body.items() if k not in {"images", "image"}}
+    parameters = document.get("parameters")
+    if isinstance(parameters, dict):
+        document["parameters"] = {k: v for k, v in parameters.items() if k not in _ECHOED_INPUTS}
+    if isinstance(document.get("info"), str):
+        try:
+            document["info"] = json.loads(document["info"])
+        except ValueError:
+            pass
+    return RuntimeResult(artifacts=artifacts, document=document)

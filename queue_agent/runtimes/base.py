@@ -1,0 +1,120 @@
+"""The one interface every runtime adapter implements, and the HTTP plumbing they share."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, Protocol
+
+import httpx
+
+from contract import QueueMessage
+from queue_agent.errors import PermanentError, TransientError
+from queue_agent.job import Artifact, RuntimeResult
+
+InputPath = tuple[str | int, ...]
+
+
+class Runtime(Protocol):
+    """A model server on localhost that turns a task's content into artifacts."""
+
+    async def wait_ready(self, limit: float) -> None:
+        """Return once the runtime serves requests; raise TimeoutError after ``limit`` seconds."""
+
+    async def healthy(self) -> bool:
+        """One liveness probe; False when the runtime does not answer."""
+
+    async def run(self, message: QueueMessage, inputs: dict[InputPath, bytes]) -> RuntimeResult:
+        """Run one task. Raise TransientError (worth retrying) or PermanentError (never)."""
+
+    async def interrupt(self) -> None:
+        """Ask the runtime to stop the current job early (best effort)."""
+
+    async def aclose(self) -> None: ...
+
+
+# Generation calls are bounded by the agent's job timeout, not by the HTTP client.
+HTTP_TIMEOUT = httpx.Timeout(connect=10.0, read=None, write=60.0, pool=None)
+PROBE_TIMEOUT = httpx.Timeout(5.0)
+
+_MAGIC: list[tuple[bytes, str, str]] = [
+    (b"\x89PNG\r\n\x1a\n", "png", "image/png"),
+    (b"\xff\xd8\xff", "jpg", "image/jpeg"),
+    (b"GIF87a", "gif", "image/gif"),
+    (b"GIF89a", "gif", "image/gif"),
+]
+_BY_EXT = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "mp4": "video/mp4",
+    "webm": "video/webm",
+    "mov": "video/quicktime",
+}
+
+
+def artifact_from_bytes(data: bytes, filename: str | None = None) -> Artifact:
+    """Name an output by its file name when the runtime gives one, else by its magic bytes."""
+    if filename and "." in filename:
+        ext = filename.rsplit(".", 1)[1].lower()
+        if ext in _BY_EXT:
+            return Artifact(data, ext, _BY_EXT[ext])
+    for magic, ext, content_type in _MAGIC:
+        if data.startswith(magic):
+            return Artifact(data, ext, content_type)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return Artifact(data, "webp", "image/webp")
+    if data[4:8] == b"ftyp":
+        return Artifact(data, "mp4", "video/mp4")
+    return Artifact(data, "png", "image/png")
+
+
+def check_response(response: httpx.Response, what: str) -> None:
+    """2xx passes; 429 and 5xx are transient; any other status means the runtime refused the task."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    detail = _error_detail(response)
+    if status == 429 or status >= 500:
+        raise TransientError(f"{what}: runtime answered {status}{detail}", code="runtime_unavailable")
+    raise PermanentError(f"{what}: runtime rejected the task ({status}){detail}", code="runtime_rejected")
+
+
+def _error_detail(response: httpx.Response) -> str:
+    try:
+        body: Any = response.json()
+    except (ValueError, UnicodeDecodeError):
+        text = response.text.strip()
+        return f": {text[:300]}" if text else ""
+    if isinstance(body, dict):
+        for key in ("detail", "error", "errors", "message"):
+            if key in body:
+                value = body[key]
+                return f": {value if isinstance(value, str) else json.dumps(value, default=str)[:500]}"
+    return f": {json.dumps(body, default=str)[:300]}"
+
+
+def unreachable(what: str, exc: Exception) -> TransientError:
+    return TransientError(f"{what}: runtime unreachable ({type(exc).__name__})", code="runtime_unavailable")
+
+
+async def poll_until(probe: Any, limit: float, interval: float = 0.5) -> None:
+    """Call ``probe()`` until it returns True; TimeoutError after ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while True:
+        if await probe():
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"runtime not ready after {limit:g}s")
+        await asyncio.sleep(min(interval, remaining))
+
+
+def json_body(response: httpx.Response, what: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise PermanentError(f"{what}: runtime answered with invalid JSON", code="runtime_bad_response") from None

@@ -1,0 +1,67 @@
+"""Deciding, before the runtime sees a message, whether it should run at all.
+
+Runs in the receiver stage, while the runtime is busy with the previous job, so none of these AWS
+round trips (status read, ``.out`` lookup, input downloads) ever sits between two runtime calls.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from contract import TaskStatus
+from queue_agent.aws import classify
+from queue_agent.context import AgentContext
+from queue_agent.errors import PermanentError, TransientError
+from queue_agent.job import Disposition, Job, Outcome
+
+log = logging.getLogger(__name__)
+
+
+async def prepare(ctx: AgentContext, job: Job) -> Outcome | None:
+    """``None``: run it (inputs are resolved into ``job.inputs``). An Outcome: finish it without running."""
+    if job.contract_error is not None:
+        return Outcome(Disposition.FAILED, error=PermanentError(str(job.contract_error), code="invalid_message"))
+    message = job.message
+    assert message is not None
+    if message.runtime != ctx.settings.runtime_name:
+        # A subscription filter is wrong somewhere; say so loudly instead of running the wrong model.
+        wrong = f"task is for runtime {message.runtime!r}, this queue serves {ctx.settings.runtime_name!r}"
+        return Outcome(Disposition.FAILED, error=PermanentError(wrong, code="wrong_runtime"))
+    try:
+        decided = await _earlier_outcome(ctx, job)
+        if decided is not None:
+            return decided
+        job.inputs = await ctx.retry.run(lambda: ctx.inputs.resolve(message), "inputs", ctx.metrics.retries.inc)
+    except PermanentError as exc:
+        return Outcome(Disposition.FAILED, error=exc)
+    except TransientError as exc:
+        return Outcome(Disposition.RETRY_LATER, error=exc)
+    except Exception as exc:
+        # Status or S3 unavailable (or misconfigured): not the task's fault, so let SQS bring it back.
+        error = classify(exc, "preparing the job")
+        log.warning("preparing the job failed", extra={"error": str(error)}, exc_info=True)
+        return Outcome(Disposition.RETRY_LATER, error=TransientError(str(error), code=error.code))
+    return None
+
+
+async def _earlier_outcome(ctx: AgentContext, job: Job) -> Outcome | None:
+    """What an earlier delivery (or a cancel) already decided for this task, if anything."""
+    message = job.message
+    assert message is not None
+    with ctx.tracer.span(job.trace, "dynamodb", operation="get"):
+        state = await ctx.store.get(message.id)
+    if state is None:
+        with ctx.tracer.span(job.trace, "dynamodb", operation="ensure"):
+            await ctx.store.ensure(message)
+    elif state.status is TaskStatus.CANCELLED or (state.cancel_requested and not state.status.terminal):
+        log.info("task was cancelled; skipping it")
+        return Outcome(Disposition.CANCELLED)
+    elif state.status.terminal:
+        log.info("task already finished; announcing and deleting", extra={"status": state.status.value})
+        return Outcome(Disposition.ALREADY_DONE)
+    with ctx.tracer.span(job.trace, "s3", operation="find"):
+        stored = await ctx.results.find(message)
+    if stored is not None:
+        log.info("task result already stored by an earlier delivery; not running it again")
+        return Outcome(Disposition.ALREADY_DONE, stored=stored)
+    return None

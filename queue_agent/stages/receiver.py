@@ -1,0 +1,126 @@
+"""Stage 1: the receiver. THE place where messages are received from SQS.
+
+It long-polls only while a slot is free, so the agent never holds more than ``PREFETCH`` messages
+beyond the one on the runtime (small on purpose: a message held here is one KEDA cannot give to
+another pod). Each received message gets a visibility lease at once, then is prepared (status and
+idempotency checks, input downloads) and handed to the runner, or straight to the finisher when it
+must not run (already done, cancelled, invalid).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from queue_agent.context import AgentContext
+from queue_agent.job import Job
+from queue_agent.logs import task_context
+from queue_agent.stages.prepare import prepare
+
+log = logging.getLogger(__name__)
+
+# After a failed receive (SQS unreachable), wait this long before polling again.
+_RECEIVE_ERROR_PAUSE = 1.0
+
+
+class Slots:
+    """How many messages may be held before the runtime takes them: PREFETCH plus the one running.
+
+    A slot is taken before receiving and given back when the runner is done with the job (or when
+    the job turns out not to need the runtime), so with PREFETCH=1 the next message is received
+    while the current one runs, and never more than that.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._free = size
+        self._changed = asyncio.Condition()
+
+    @property
+    def free(self) -> int:
+        return self._free
+
+    async def take_all(self) -> int:
+        """Wait for at least one free slot, then take every free slot; returns how many."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._free > 0)
+            taken, self._free = self._free, 0
+            return taken
+
+    def give_back(self, count: int = 1) -> None:
+        if count <= 0:
+            return
+        self._free = min(self.size, self._free + count)
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+
+class Receiver:
+    def __init__(
+        self,
+        ctx: AgentContext,
+        slots: Slots,
+        to_runner: asyncio.Queue[Job | None],
+        to_finisher: asyncio.Queue[Job | None],
+    ) -> None:
+        self.ctx = ctx
+        self.slots = slots
+        self.to_runner = to_runner
+        self.to_finisher = to_finisher
+        # Jobs received but not yet handed on; returned to the queue if the agent stops meanwhile.
+        self._preparing: dict[asyncio.Task[None], Job] = {}
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        while True:
+            await ctx.health.runtime_up.wait()
+            wanted = await self.slots.take_all()
+            try:
+                deliveries = await ctx.queue.receive(
+                    wanted, ctx.settings.receive_wait, visibility_timeout=ctx.leases.visibility_seconds
+                )
+            except asyncio.CancelledError:
+                self.slots.give_back(wanted)
+                raise
+            except Exception:
+                self.slots.give_back(wanted)
+                log.exception("receiving from SQS failed; polling again shortly")
+                await asyncio.sleep(_RECEIVE_ERROR_PAUSE)
+                continue
+            self.slots.give_back(wanted - len(deliveries))
+            for delivery in deliveries:
+                ctx.leases.hold(delivery.receipt_handle, since=delivery.received_at)
+                ctx.metrics.receive_latency.observe(delivery.receive_wait)
+                job = Job.from_delivery(delivery)
+                job.trace = ctx.tracer.start(delivery.trace_header, job.task_id)
+                task = asyncio.create_task(self._admit(job), name=f"prepare-{job.task_id}")
+                self._preparing[task] = job
+                task.add_done_callback(self._preparing.pop)
+            ctx.metrics.in_flight.set(len(ctx.leases))
+
+    async def _admit(self, job: Job) -> None:
+        with task_context(job.task_id):
+            log.info(
+                "received",
+                extra={"receive_count": job.delivery.receive_count, "message_id": job.delivery.message_id},
+            )
+            with self.ctx.tracer.span(job.trace, "prepare"):
+                outcome = await prepare(self.ctx, job)
+            if outcome is None:
+                await self.to_runner.put(job)
+                return
+            job.outcome = outcome
+            self.slots.give_back()
+            await self.to_finisher.put(job)
+
+    async def unprepared(self) -> list[Job]:
+        """Cancel preparations still running and return their jobs (called at shutdown, after ``run`` ends)."""
+        snapshot = list(self._preparing.items())
+        for task, _ in snapshot:
+            task.cancel()
+        await asyncio.gather(*(task for task, _ in snapshot), return_exceptions=True)
+        # A task that finished before the cancel reached it has already handed its job on.
+        return [job for task, job in snapshot if task.cancelled()]

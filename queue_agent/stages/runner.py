@@ -1,0 +1,152 @@
+"""Stage 2: the runner. One job on the runtime at a time; the only stage that calls the runtime.
+
+Nothing here waits on AWS before calling the runtime: the status write that marks the job running
+goes out concurrently with the runtime call, and a watcher polls for cancellation while it runs.
+Transient failures are retried in place (``ctx.retry``); the result, whatever it is, goes on to
+the finisher as an Outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from contract import TaskStatus
+from queue_agent.context import AgentContext
+from queue_agent.errors import PermanentError, TransientError
+from queue_agent.job import Disposition, Job, Outcome
+from queue_agent.logs import task_context
+from queue_agent.stages.receiver import Slots
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Watch:
+    """What the watcher learned while the job ran."""
+
+    cancelled: bool = False
+    superseded: bool = False
+
+
+class Runner:
+    def __init__(
+        self,
+        ctx: AgentContext,
+        slots: Slots,
+        jobs: asyncio.Queue[Job | None],
+        to_finisher: asyncio.Queue[Job | None],
+        abort: asyncio.Event,
+    ) -> None:
+        self.ctx = ctx
+        self.slots = slots
+        self.jobs = jobs
+        self.to_finisher = to_finisher
+        self.abort = abort
+        self._last_end: float | None = None
+
+    async def run(self) -> None:
+        """Run jobs until the ``None`` sentinel arrives."""
+        while (job := await self.jobs.get()) is not None:
+            with task_context(job.task_id):
+                job.outcome = await self._run_or_abort(job)
+            self.slots.give_back()
+            await self.to_finisher.put(job)
+
+    async def _run_or_abort(self, job: Job) -> Outcome:
+        # A second SIGTERM/SIGINT aborts the running job: interrupt the runtime and hand the message back.
+        execution = asyncio.create_task(self._execute(job))
+        aborted = asyncio.create_task(self.abort.wait())
+        await asyncio.wait({execution, aborted}, return_when=asyncio.FIRST_COMPLETED)
+        aborted.cancel()
+        if execution.done():
+            return execution.result()
+        log.warning("aborting the running job; its message goes back to the queue")
+        execution.cancel()
+        await self.ctx.runtime.interrupt()
+        await asyncio.gather(execution, return_exceptions=True)
+        return Outcome(Disposition.RETURN)
+
+    async def _execute(self, job: Job) -> Outcome:
+        ctx = self.ctx
+        message = job.message
+        assert message is not None
+        started = time.monotonic()
+        if self._last_end is not None:
+            gap = started - self._last_end
+            ctx.metrics.runtime_idle.inc(gap)
+            ctx.metrics.runtime_idle_gap.observe(gap)
+        job.marks.run_start = started
+        ctx.metrics.running.set(1)
+        watch = _Watch()
+        watcher = asyncio.create_task(self._watch(job, watch))
+        timeout = asyncio.timeout(ctx.settings.job_timeout)
+        log.info("running", extra={"tasktype": str(message.tasktype)})
+        try:
+            with ctx.tracer.span(job.trace, "runtime", tasktype=str(message.tasktype)):
+                async with timeout:
+                    result = await ctx.retry.run(
+                        lambda: ctx.runtime.run(message, job.inputs), "runtime", ctx.metrics.retries.inc
+                    )
+            outcome = Outcome(Disposition.COMPLETED, result=result)
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            await ctx.runtime.interrupt()
+            error = PermanentError(f"job ran longer than {ctx.settings.job_timeout:g}s", code="timeout")
+            outcome = Outcome(Disposition.FAILED, error=error)
+        except PermanentError as exc:
+            outcome = Outcome(Disposition.FAILED, error=exc)
+        except TransientError as exc:
+            outcome = Outcome(Disposition.RETRY_LATER, error=exc)
+        except Exception as exc:
+            # A bug of ours or an adapter surprise: let SQS try again; the DLQ bounds the damage.
+            log.exception("runtime call failed unexpectedly")
+            outcome = Outcome(Disposition.RETRY_LATER, error=TransientError(type(exc).__name__, code="internal"))
+        finally:
+            job.marks.run_end = self._last_end = time.monotonic()
+            ctx.metrics.running.set(0)
+            watcher.cancel()
+            job.inputs = {}  # the bytes are in the runtime now; do not keep them until the upload ends
+        ctx.metrics.job_duration.labels(tasktype=str(message.tasktype)).observe(job.marks.run_end - started)
+        if watch.cancelled:
+            return Outcome(Disposition.CANCELLED)
+        if watch.superseded:
+            return Outcome(Disposition.ALREADY_DONE)
+        return outcome
+
+    async def _watch(self, job: Job, watch: _Watch) -> None:
+        """Mark the job running, then poll for a cancel request until the runtime call ends."""
+        ctx = self.ctx
+        task_id = job.task_id
+        try:
+            moved = await ctx.store.transition(task_id, TaskStatus.RUNNING, count_attempt=True)
+        except Exception:
+            log.warning("could not mark the task running", exc_info=True)
+            moved = True
+        # A refused transition means the record moved on without us (cancelled, or finished by
+        # another delivery): look at it at once instead of after the first poll interval.
+        look_now = not moved
+        while True:
+            if not look_now:
+                await asyncio.sleep(ctx.settings.cancel_poll_interval)
+            look_now = False
+            try:
+                state = await ctx.store.get(task_id)
+            except Exception:
+                log.warning("could not read the task's status", exc_info=True)
+                continue
+            if state is None:
+                continue
+            if state.status is TaskStatus.CANCELLED or state.cancel_requested:
+                log.info("cancel requested; interrupting the runtime")
+                watch.cancelled = True
+            elif state.status.terminal:
+                log.warning("another delivery already finished this task; interrupting", extra={"status": state.status})
+                watch.superseded = True
+            else:
+                continue
+            await ctx.runtime.interrupt()
+            return
