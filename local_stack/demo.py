@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -99,7 +100,8 @@ def run_tasks(
 ) -> list[Outcome]:
     """Submit the demo tasks through the HTTP API, wait for their notifications, download the images."""
     assert stack.resources is not None
-    run = time.strftime("%H%M%S")
+    # Readable, and unique per run so that a second demo adds images instead of overwriting.
+    run = f"{time.strftime('%H%M%S')}-{secrets.token_hex(2)}"
     inbox = NotificationInbox(stack.aws_endpoint, stack.resources.results_topic_arn, f"demo-results-{run}")
     tasks = demo_tasks(stack.runtime_names[0], upload_input(stack), side=side, steps=steps, run=run)
     submitted: dict[str, tuple[DemoTask, float]] = {}
