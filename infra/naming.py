@@ -31,3 +31,20 @@ def output_bucket(stack: str, account: str, region: str) -> str:
 def runtime_filter_policy(runtime: str) -> dict[str, list[str]]:
     """SNS subscription filter: each runtime queue receives only the tasks addressed to it."""
     return {"runtime": [runtime]}
+
+
+def cluster_name(stack: str) -> str:
+    return f"{stack}-cluster"
+
+
+def karpenter_interruption_queue(stack: str) -> str:
+    return f"{stack}-karpenter-interruption"
+
+
+def runtime_service_account(runtime: str) -> str:
+    # The chart creates this ServiceAccount; the Pod Identity association must name it exactly.
+    return f"{runtime}-sa"
+
+
+def alarms_topic(stack: str) -> str:
+    return f"{stack}-alarms"

@@ -1,0 +1,26 @@
+# syntax=docker/dockerfile:1
+# The queue agent sidecar (python -m queue_agent). Build context: the repository root.
+#   docker build -f docker/queue-agent.Dockerfile -t sd-async-aws/queue-agent .
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml constraints.txt ./
+COPY contract ./contract
+COPY queue_agent ./queue_agent
+# A plain (non-editable) install into a venv that the runtime stage copies whole; every version pinned by the
+# project's lock file.
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install -c constraints.txt ".[agent]"
+
+FROM ${PYTHON_IMAGE}
+RUN groupadd --gid 10001 agent && useradd --uid 10001 --gid agent --no-create-home --shell /usr/sbin/nologin agent
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+USER 10001:10001
+# Prometheus /metrics and /healthz (METRICS_PORT).
+EXPOSE 9090
+ENTRYPOINT ["python", "-m", "queue_agent"]

@@ -1,0 +1,97 @@
+"""Helm values of one runtime's release of ``charts/sd-on-eks``. Pure data: no CDK imports, tested directly.
+
+Layers, later wins (the replaced sample's order):
+1. our defaults (images built from this repo, the job timeout, allowed input buckets);
+2. the runtime's ``extraValues`` from config.yaml (deep-merged: nested keys merge, lists replace);
+3. the values the deployment owns (queue, topic, bucket, table, role and cluster names): the sample
+   documented them as "populated by CDK, not changeable", and a typo there would silently break the runtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from infra.config import DeploymentConfig, RuntimeConfig, deep_merge
+from infra.versions import COMMUNITY_RUNTIME_IMAGES
+
+
+@dataclass(frozen=True)
+class Image:
+    repository: str
+    tag: str = ""
+
+    def values(self) -> dict[str, str]:
+        return {"repository": self.repository, "tag": self.tag} if self.tag else {"repository": self.repository}
+
+
+@dataclass(frozen=True)
+class RuntimeWiring:
+    """Names and addresses of the AWS resources a runtime uses (CloudFormation tokens in a real synth)."""
+
+    region: str
+    stack_name: str
+    cluster_name: str
+    queue_url: str
+    results_topic_arn: str
+    output_bucket: str
+    status_table: str
+    model_bucket: str
+    service_account: str
+    node_role_name: str
+    # None where extraValues names its own image (then nothing is built).
+    agent_image: Image | None
+    # Our diffusers runtime image; None for sdwebui/comfyui, which run the community images.
+    runtime_image: Image | None
+
+
+def default_runtime_image(runtime: RuntimeConfig, built: Image | None) -> Image | None:
+    if runtime.type == "diffusers":
+        return built
+    return Image(COMMUNITY_RUNTIME_IMAGES[runtime.type], "latest")
+
+
+def chart_values(config: DeploymentConfig, runtime: RuntimeConfig, wiring: RuntimeWiring) -> dict[str, Any]:
+    runtime_image = default_runtime_image(runtime, wiring.runtime_image)
+    defaults: dict[str, Any] = {
+        "runtime": {
+            "jobTimeoutSeconds": config.job_timeout_seconds,
+            "queueAgent": {
+                **({"image": wiring.agent_image.values()} if wiring.agent_image else {}),
+                # Large inputs travel as s3:// references; the output bucket is where clients may stage them.
+                "allowedInputBuckets": [wiring.output_bucket],
+            },
+            "inferenceApi": {"image": runtime_image.values()} if runtime_image else {},
+        },
+    }
+    owned: dict[str, Any] = {
+        "global": {
+            "awsRegion": wiring.region,
+            "stackName": wiring.stack_name,
+            "clusterName": wiring.cluster_name,
+            "runtime": runtime.name,
+        },
+        "runtime": {
+            "type": runtime.type,
+            "serviceAccountName": wiring.service_account,
+            "queueAgent": {
+                "sqsQueueUrl": wiring.queue_url,
+                "snsTopicArn": wiring.results_topic_arn,
+                "s3Bucket": wiring.output_bucket,
+                "statusTable": wiring.status_table,
+                "dynamicModel": runtime.dynamic_model,
+            },
+            "inferenceApi": {"modelFilename": runtime.model_filename or ""},
+            "persistence": {"s3": {"modelBucket": wiring.model_bucket}},
+        },
+        "karpenter": {"nodeTemplate": {"iamRole": wiring.node_role_name}},
+    }
+    return deep_merge(defaults, runtime.extra_values, owned)
+
+
+def image_overridden(runtime: RuntimeConfig, component: str) -> bool:
+    """Whether extraValues names its own image for ``runtime.<component>``: then nothing needs building."""
+    node: Any = runtime.extra_values
+    for key in ("runtime", component, "image", "repository"):
+        node = node.get(key) if isinstance(node, dict) else None
+    return bool(node)

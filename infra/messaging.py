@@ -1,0 +1,96 @@
+"""Tasks topic -> one queue (+ DLQ) per runtime, filtered on the `runtime` attribute; results topic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra import naming
+from infra.config import DeploymentConfig, RuntimeConfig, runtime_filter_policy
+
+
+@dataclass(frozen=True)
+class RuntimeQueue:
+    runtime: RuntimeConfig
+    queue: sqs.Queue
+    dlq: sqs.Queue
+    subscription: sns.Subscription
+
+
+class Messaging(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig) -> None:
+        super().__init__(scope, construct_id)
+        stack = config.stack_name
+        # SNS encrypts only with KMS; a customer-managed key (rather than aws/sns) lets CloudWatch alarms and
+        # the results topic's subscribers be granted use of it explicitly.
+        self.key = kms.Key(
+            self,
+            "Key",
+            description=f"{stack}: SNS topics (and queues when queue.kmsEncryption is set)",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        # SNS decrypts what publishers wrote and encrypts again for encrypted SQS subscribers; CloudWatch
+        # publishes alarm notifications to the (encrypted) alarm topic.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                principals=[
+                    iam.ServicePrincipal("sns.amazonaws.com"),
+                    iam.ServicePrincipal("cloudwatch.amazonaws.com"),
+                ],
+                resources=["*"],  # a key policy's resource is always the key itself
+            )
+        )
+        self.tasks_topic = sns.Topic(
+            self, "TasksTopic", topic_name=naming.tasks_topic(stack), master_key=self.key, enforce_ssl=True
+        )
+        self.results_topic = sns.Topic(
+            self, "ResultsTopic", topic_name=naming.results_topic(stack), master_key=self.key, enforce_ssl=True
+        )
+        self.queues = [self._runtime_queue(config, runtime) for runtime in config.models_runtime]
+
+    def _encryption(self, config: DeploymentConfig) -> dict[str, object]:
+        if config.queue.kms_encryption:
+            return {"encryption": sqs.QueueEncryption.KMS, "encryption_master_key": self.key}
+        return {"encryption": sqs.QueueEncryption.SQS_MANAGED}
+
+    def _runtime_queue(self, config: DeploymentConfig, runtime: RuntimeConfig) -> RuntimeQueue:
+        stack = config.stack_name
+        scope = Construct(self, f"Runtime-{runtime.name}")
+        encryption = self._encryption(config)
+        dlq = sqs.Queue(
+            scope,
+            "Dlq",
+            queue_name=naming.runtime_dlq(stack, runtime.name),
+            retention_period=Duration.days(config.queue.dlq_retention_days),
+            enforce_ssl=True,
+            **encryption,  # type: ignore[arg-type]
+        )
+        queue = sqs.Queue(
+            scope,
+            "Queue",
+            queue_name=naming.runtime_queue(stack, runtime.name),
+            visibility_timeout=Duration.seconds(config.queue.visibility_timeout),
+            retention_period=Duration.days(config.queue.retention_days),
+            # Long polling by default: an idle fleet costs fewer empty receives.
+            receive_message_wait_time=Duration.seconds(20),
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=config.queue.max_receive_count, queue=dlq),
+            enforce_ssl=True,
+            **encryption,  # type: ignore[arg-type]
+        )
+        subscription = self.tasks_topic.add_subscription(subs.SqsSubscription(queue, raw_message_delivery=True))
+        # The L2 filter type cannot express the sample's `$or` legacy routing, so the policy is set on the
+        # CloudFormation resource directly; the same code path serves the plain `runtime` filter.
+        cfn = subscription.node.default_child
+        assert isinstance(cfn, sns.CfnSubscription)
+        cfn.filter_policy = runtime_filter_policy(config, runtime)
+        cfn.filter_policy_scope = "MessageAttributes"
+        return RuntimeQueue(runtime=runtime, queue=queue, dlq=dlq, subscription=subscription)
