@@ -1,0 +1,341 @@
+"""What the rendered objects promise: drain order, wiring between objects, scaling, nodes, storage, security."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.chart.harness import CONFIG_SET_NAMES, RenderCache, Rendered, iter_containers, tolerates
+
+# The replaced sample's agent environment plus ours (the conventions every engineer codes against).
+AGENT_ENV = {
+    "SQS_QUEUE_URL", "SNS_TOPIC_ARN", "S3_BUCKET", "RUNTIME_TYPE", "RUNTIME_NAME", "API_BASE_URL",
+    "DYNAMIC_SD_MODEL", "LOGLEVEL", "DISABLE_XRAY", "METRICS_PORT", "JOB_TIMEOUT_SECONDS", "PREFETCH",
+}  # fmt: skip
+
+
+def _subset(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _pod_labels(out: Rendered) -> dict[str, str]:
+    labels: dict[str, str] = out.one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def _seconds(duration: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smh])", duration))
+
+
+# --- every value set ---------------------------------------------------------------------------------------
+
+
+def test_agent_drains_before_the_runtime_stops(rendered: Rendered) -> None:
+    """The agent is the only main container; the runtime is a native sidecar, so Kubernetes stops it only after
+    the agent has exited, and the grace period outlasts the longest job."""
+    spec = rendered.pod_spec
+    assert [c["name"] for c in spec["containers"]] == ["queue-agent"]
+    sidecars = spec["initContainers"]
+    assert "runtime" in [c["name"] for c in sidecars]
+    # Every init container is a sidecar: a plain one would run to completion before the agent even starts.
+    assert all(c.get("restartPolicy") == "Always" for c in sidecars)
+    job_timeout = int(rendered.env("queue-agent")["JOB_TIMEOUT_SECONDS"])
+    assert spec["terminationGracePeriodSeconds"] > job_timeout
+
+
+def test_agent_environment(rendered: Rendered) -> None:
+    env = rendered.env("queue-agent")
+    assert set(env) >= AGENT_ENV
+    agent, runtime = rendered.container("queue-agent"), rendered.container("runtime")
+    http_port = next(p["containerPort"] for p in runtime["ports"] if p["name"] == "http")
+    assert re.fullmatch(rf"http://localhost:{http_port}/(sdapi/v1/)?", env["API_BASE_URL"])
+    assert int(env["METRICS_PORT"]) == next(p["containerPort"] for p in agent["ports"] if p["name"] == "metrics")
+    assert env["RUNTIME_TYPE"] == rendered.one("Deployment")["metadata"]["labels"]["app.kubernetes.io/component"]
+    assert env["DYNAMIC_SD_MODEL"] in ("true", "false") and env["DISABLE_XRAY"] in ("true", "false")
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"]
+    if env["DISABLE_XRAY"] == "false":
+        assert env["AWS_XRAY_DAEMON_ADDRESS"]
+
+
+def test_probes(rendered: Rendered) -> None:
+    runtime, agent = rendered.container("runtime"), rendered.container("queue-agent")
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert runtime[probe]["httpGet"]["port"] == "http"
+    # The startup probe must allow a slow model load before liveness starts counting.
+    startup = runtime["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert agent[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+
+
+def test_runtime_gets_a_gpu_and_read_only_models(rendered: Rendered) -> None:
+    runtime = rendered.container("runtime")
+    assert int(runtime["resources"]["limits"]["nvidia.com/gpu"]) >= 1
+    models = next(m for m in runtime["volumeMounts"] if m["name"] == "models")
+    assert models["readOnly"] is True
+    volume = next(v for v in rendered.pod_spec["volumes"] if v["name"] == "models")
+    assert volume["persistentVolumeClaim"]["readOnly"] is True
+
+
+def test_containers_are_locked_down(rendered: Rendered) -> None:
+    spec = rendered.pod_spec
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["automountServiceAccountToken"] is False
+    volumes = {v["name"] for v in spec["volumes"]}
+    for c in iter_containers(spec):
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"]
+        for mount in c.get("volumeMounts", []):
+            assert mount["name"] in volumes
+        if sc.get("readOnlyRootFilesystem"):
+            assert sc["runAsNonRoot"] is True
+            if c["name"] != "xray-daemon":  # a static binary that writes nothing
+                assert "/tmp" in {m["mountPath"] for m in c["volumeMounts"]}, c["name"]
+    agent = rendered.container("queue-agent")["securityContext"]
+    assert agent["readOnlyRootFilesystem"] is True and agent["runAsNonRoot"] is True
+
+
+def test_selectors_match_the_pod(rendered: Rendered) -> None:
+    labels = _pod_labels(rendered)
+    deployment = rendered.one("Deployment")
+    assert _subset(deployment["spec"]["selector"]["matchLabels"], labels)
+    assert "helm.sh/chart" not in labels  # a chart bump alone must not roll every pod
+    assert _subset(rendered.one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"], labels)
+    service = rendered.one("Service")
+    assert _subset(service["spec"]["selector"], labels)
+    agent_ports = {p["name"] for p in rendered.container("queue-agent")["ports"]}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= agent_ports
+    accounts = rendered.of_kind("ServiceAccount")
+    if accounts:
+        assert rendered.pod_spec["serviceAccountName"] == accounts[0]["metadata"]["name"]
+
+
+def test_namespaced_objects_live_in_the_release_namespace(rendered: Rendered) -> None:
+    cluster_scoped = {"PersistentVolume", "NodePool", "EC2NodeClass"}
+    for doc in rendered.docs:
+        if doc["kind"] in cluster_scoped:
+            assert "namespace" not in doc["metadata"]
+            assert doc["metadata"]["name"].startswith(f"{rendered.value_set.namespace}-")
+        else:
+            assert doc["metadata"]["namespace"] == rendered.value_set.namespace
+
+
+def test_keda_scales_the_deployment_on_its_queue(rendered: Rendered) -> None:
+    deployment = rendered.one("Deployment")
+    scaled = rendered.of_kind("ScaledObject")
+    if not scaled:
+        assert rendered.value_set.name == "comfyui"
+        assert deployment["spec"]["replicas"] == 2
+        return
+    spec = scaled[0]["spec"]
+    # KEDA owns the replica count; a replicas field would fight it on every upgrade.
+    assert "replicas" not in deployment["spec"]
+    assert spec["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "aws-sqs-queue"
+    meta = trigger["metadata"]
+    assert meta["queueURL"] == rendered.env("queue-agent")["SQS_QUEUE_URL"]
+    assert meta["scaleOnInFlight"] == "true"
+    assert meta["queueLength"].isdigit() and meta["activationQueueLength"].isdigit()
+    assert meta["awsRegion"] == rendered.env("queue-agent")["AWS_REGION"]
+    auth = rendered.one("TriggerAuthentication")
+    assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+    assert auth["spec"]["podIdentity"]["provider"] == "aws"
+
+
+def test_pods_land_on_their_own_gpu_nodes(rendered: Rendered) -> None:
+    spec = rendered.pod_spec
+    assert rendered.one("Deployment")["spec"]["template"]["metadata"]["annotations"]["karpenter.sh/do-not-disrupt"] == (
+        "true"
+    )
+    pools = rendered.of_kind("NodePool")
+    if not pools:
+        assert rendered.value_set.name == "comfyui"
+        assert "karpenter.sh/nodepool" not in spec.get("nodeSelector", {})
+        return
+    pool, node_class = pools[0], rendered.one("EC2NodeClass")
+    template = pool["spec"]["template"]["spec"]
+    assert spec["nodeSelector"]["karpenter.sh/nodepool"] == pool["metadata"]["name"]
+    assert template["nodeClassRef"] == {
+        "group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": node_class["metadata"]["name"]
+    }  # fmt: skip
+    taints = template["taints"]
+    assert {"key": "nvidia.com/gpu", "effect": "NoSchedule"} in taints
+    assert any(t["key"] == "runtime" and t["value"] == rendered.env("queue-agent")["RUNTIME_NAME"] for t in taints)
+    for taint in taints:
+        assert tolerates(spec["tolerations"], taint), taint
+    requirements = {r["key"]: r for r in template["requirements"]}
+    assert requirements["karpenter.sh/capacity-type"]["values"]
+    assert requirements["karpenter.k8s.aws/instance-gpu-manufacturer"]["values"] == ["nvidia"]
+    assert "node.kubernetes.io/instance-type" in requirements or "karpenter.k8s.aws/instance-family" in requirements
+    disruption = pool["spec"]["disruption"]
+    assert disruption["consolidationPolicy"] in ("WhenEmpty", "WhenEmptyOrUnderutilized")
+    assert disruption["budgets"]
+    # A draining node waits for the running job at least as long as the pod may take to stop.
+    assert _seconds(template["terminationGracePeriod"]) > spec["terminationGracePeriodSeconds"]
+    # Pods use Pod Identity; the instance metadata service stays out of their reach.
+    assert node_class["spec"]["metadataOptions"]["httpTokens"] == "required"
+    assert node_class["spec"]["metadataOptions"]["httpPutResponseHopLimit"] == 1
+    root_volumes = [m for m in node_class["spec"]["blockDeviceMappings"] if m.get("rootVolume")]
+    assert len(root_volumes) == 1 and root_volumes[0]["ebs"]["encrypted"] is True
+
+
+def test_model_volume_is_a_read_only_s3_mount(rendered: Rendered) -> None:
+    claim_name = next(v for v in rendered.pod_spec["volumes"] if v["name"] == "models")["persistentVolumeClaim"][
+        "claimName"
+    ]
+    volumes = rendered.of_kind("PersistentVolume")
+    if not volumes:
+        assert rendered.value_set.name == "existing-claim"
+        assert claim_name == "shared-models" and not rendered.of_kind("PersistentVolumeClaim")
+        return
+    pv, pvc = volumes[0], rendered.one("PersistentVolumeClaim")
+    assert pvc["metadata"]["name"] == claim_name
+    assert pv["spec"]["claimRef"] == {"namespace": rendered.value_set.namespace, "name": claim_name}
+    assert pvc["spec"]["volumeName"] == pv["metadata"]["name"]
+    assert pv["spec"]["storageClassName"] == pvc["spec"]["storageClassName"] == ""
+    csi = pv["spec"]["csi"]
+    assert csi["driver"] == "s3.csi.aws.com"
+    assert csi["volumeHandle"] == pv["metadata"]["name"]
+    assert re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", csi["volumeAttributes"]["bucketName"])
+    assert "read-only" in pv["spec"]["mountOptions"]
+    assert set(pv["spec"]["accessModes"]) == {"ReadOnlyMany"}
+
+
+# --- particular value sets ---------------------------------------------------------------------------------
+
+
+def test_diffusers_runtime_defaults(rendered_sets: RenderCache) -> None:
+    out = rendered_sets("required")
+    runtime = out.container("runtime")
+    assert runtime["command"] == [
+        "python", "-m", "inference_api", "serve", "--models", "/models", "--port", "8080", "--host", "0.0.0.0"
+    ]  # fmt: skip
+    assert runtime["startupProbe"]["httpGet"]["path"] == "/ready"
+    assert runtime["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert runtime["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert runtime["securityContext"]["readOnlyRootFilesystem"] is True
+    assert out.env("queue-agent")["API_BASE_URL"] == "http://localhost:8080/sdapi/v1/"
+    assert out.env("runtime")["HF_HUB_OFFLINE"] == "1"
+    # X-Ray daemon as a sidecar that outlives the agent, so the last traces still get out.
+    assert [c["name"] for c in out.pod_spec["initContainers"]] == ["xray-daemon", "runtime"]
+    assert out.one("PersistentVolume")["spec"]["csi"]["volumeAttributes"]["bucketName"] == "sdoneks-model-bucket-51a6"
+    pool = out.one("NodePool")["spec"]
+    assert pool["disruption"]["consolidationPolicy"] == "WhenEmpty"
+    node_class = out.one("EC2NodeClass")["spec"]
+    assert node_class["amiSelectorTerms"] == [{"alias": "bottlerocket@latest"}]
+    assert node_class["subnetSelectorTerms"] == [{"tags": {"karpenter.sh/discovery": "sdoneks"}}]
+    devices = {m["deviceName"]: m for m in node_class["blockDeviceMappings"]}
+    assert set(devices) == {"/dev/xvda", "/dev/xvdb"} and devices["/dev/xvdb"]["rootVolume"] is True
+    assert "snapshotID" not in devices["/dev/xvdb"]["ebs"]
+
+
+def test_spot_only(rendered_sets: RenderCache) -> None:
+    out = rendered_sets("spot-only")
+    pool = out.one("NodePool")["spec"]
+    requirements = {r["key"]: r["values"] for r in pool["template"]["spec"]["requirements"]}
+    assert requirements["karpenter.sh/capacity-type"] == ["spot"]
+    assert requirements["karpenter.k8s.aws/instance-family"] == ["g6", "g6e"]
+    assert "node.kubernetes.io/instance-type" not in requirements
+    assert pool["disruption"]["consolidationPolicy"] == "WhenEmptyOrUnderutilized"
+    assert pool["disruption"]["budgets"][1] == {"nodes": "0", "schedule": "0 9 * * mon-fri", "duration": "8h"}
+    assert pool["template"]["spec"]["expireAfter"] == "Never"
+    assert pool["weight"] == 50
+    node_class = out.one("EC2NodeClass")["spec"]
+    assert node_class["amiSelectorTerms"] == [{"alias": "al2023@v20250715"}]
+    assert node_class["instanceStorePolicy"] == "RAID0"
+    (root,) = node_class["blockDeviceMappings"]
+    assert root["deviceName"] == "/dev/xvda" and root["rootVolume"] is True and root["ebs"]["volumeSize"] == "200Gi"
+
+
+def test_dynamic_model(rendered_sets: RenderCache) -> None:
+    out = rendered_sets("dynamic-model")
+    agent = out.env("queue-agent")
+    assert agent["DYNAMIC_SD_MODEL"] == out.env("runtime")["DYNAMIC_SD_MODEL"] == "true"
+    assert agent["JOB_TIMEOUT_SECONDS"] == "3600"
+    assert out.pod_spec["terminationGracePeriodSeconds"] == 3900
+    assert agent["STATUS_TABLE"] == "sdoneks-task-status"
+    assert agent["PREFETCH"] == "2" and agent["LOGLEVEL"] == "DEBUG"
+    assert agent["ALLOWED_INPUT_BUCKETS"] == "sdoneks-inputs,shared-assets"
+    assert agent["RUNTIME_READY_TIMEOUT_SECONDS"] == "900"
+    assert agent["AWS_MAX_ATTEMPTS"] == "5"
+    assert out.env("runtime")["SD_MODEL_CHECKPOINT"] == "sd_xl_base_1.0.safetensors"
+    assert out.env("runtime")["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    scaled = out.one("ScaledObject")["spec"]
+    assert scaled["triggers"][0]["metadata"]["queueLength"] == "2"
+    assert scaled["triggers"][0]["metadata"]["activationQueueLength"] == "1"
+    assert (
+        scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"]
+        == 600
+    )
+    assert out.one("TriggerAuthentication")["spec"]["podIdentity"] == {
+        "provider": "aws", "roleArn": "arn:aws:iam::123456789012:role/sdoneks-keda-sqs"
+    }  # fmt: skip
+
+
+def test_existing_claim(rendered_sets: RenderCache) -> None:
+    out = rendered_sets("existing-claim")
+    assert not out.of_kind("ServiceAccount")
+    assert out.pod_spec["serviceAccountName"] == "runtime-sa"
+    # An existing trace collector: no daemon sidecar.
+    assert [c["name"] for c in out.pod_spec["initContainers"]] == ["runtime"]
+    assert out.env("queue-agent")["AWS_XRAY_DAEMON_ADDRESS"] == "cloudwatch-agent.amazon-cloudwatch:2000"
+    monitor, service = out.one("ServiceMonitor"), out.one("Service")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert _subset(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
+    assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
+    policy = out.one("NetworkPolicy")["spec"]
+    assert _subset(policy["podSelector"]["matchLabels"], _pod_labels(out))
+    assert policy["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}]}]
+
+
+def test_user_provided_comfyui(rendered_sets: RenderCache) -> None:
+    out = rendered_sets("comfyui")
+    runtime = out.container("runtime")
+    assert runtime["image"].endswith("/comfyui@sha256:" + "0123456789abcdef" * 4)
+    assert "command" not in runtime and runtime["args"] == ["--listen", "0.0.0.0", "--port", "8188"]
+    assert runtime["ports"][0]["containerPort"] == 8188
+    assert runtime["livenessProbe"]["httpGet"]["path"] == "/system_stats"
+    assert out.env("queue-agent")["API_BASE_URL"] == "http://localhost:8188/"
+    assert out.env("queue-agent")["DISABLE_XRAY"] == "true"
+    assert [c["name"] for c in out.pod_spec["initContainers"]] == ["runtime"]
+    # Community images write beside their code and may run as root; the rest of the hardening stays.
+    assert "readOnlyRootFilesystem" not in runtime["securityContext"]
+    assert next(m for m in runtime["volumeMounts"] if m["name"] == "models")["mountPath"] == "/opt/ml/code/models"
+    assert not out.of_kind("ScaledObject") and not out.of_kind("NodePool") and not out.of_kind("EC2NodeClass")
+
+
+def _extra(runtime: dict[str, Any], *path: str) -> Any:
+    node: Any = runtime.get("extraValues") or {}
+    for key in path:
+        node = node.get(key, {}) if isinstance(node, dict) else {}
+    return node
+
+
+@pytest.mark.parametrize("name", CONFIG_SET_NAMES)
+def test_config_extra_values_apply(rendered_sets: RenderCache, name: str) -> None:
+    """A runtime's extraValues from a config in the replaced sample's shape reach the objects they name."""
+    out = rendered_sets(name)
+    runtime = dict(out.value_set.runtime)
+    agent = out.env("queue-agent")
+    assert agent["RUNTIME_NAME"] == runtime["name"]
+    assert agent["RUNTIME_TYPE"] == runtime["type"]
+    assert agent["DYNAMIC_SD_MODEL"] == ("true" if runtime.get("dynamicModel") else "false")
+    assert out.env("runtime")["SD_MODEL_CHECKPOINT"] == runtime.get("modelFilename", "")
+    scaled = out.one("ScaledObject")["spec"]
+    for key, value in _extra(runtime, "runtime", "scaling").items():
+        got = scaled["triggers"][0]["metadata"][key] if key == "queueLength" else scaled[key]
+        assert str(got) == str(value), key
+    pool = out.one("NodePool")["spec"]["template"]["spec"]
+    requirements = {r["key"]: r["values"] for r in pool["requirements"]}
+    if types := _extra(runtime, "karpenter", "provisioner", "instanceType"):
+        assert requirements["node.kubernetes.io/instance-type"] == types
+    if capacity := _extra(runtime, "karpenter", "provisioner", "capacityType"):
+        wanted = [t for t, on in (("spot", capacity.get("spot")), ("on-demand", capacity.get("onDemand"))) if on]
+        assert requirements["karpenter.sh/capacity-type"] == wanted
+    family = _extra(runtime, "karpenter", "nodeTemplate", "amiFamily") or "Bottlerocket"
+    alias = out.one("EC2NodeClass")["spec"]["amiSelectorTerms"][0]["alias"]
+    assert alias == f"{family.lower()}@latest"
