@@ -10,7 +10,9 @@ from inference_api.architectures import Architecture
 from inference_api.tokenizer import build_tokenizer
 
 
-def build_pipeline(arch: Architecture, *, seed: int = 0, dtype: torch.dtype = torch.float32, device: str = "cpu") -> Any:
+def build_pipeline(
+    arch: Architecture, *, seed: int = 0, dtype: torch.dtype = torch.float32, device: str = "cpu"
+) -> Any:
     """A randomly initialised pipeline; the same seed gives the same weights."""
     import diffusers
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection

@@ -26,9 +26,7 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         if self.fields:
             body = ContractError(self.fields, code=self.code).to_dict()
-            body["detail"] = [
-                {"loc": ["body", *_loc(f.field)], "msg": f.message, "type": f.rule} for f in self.fields
-            ]
+            body["detail"] = [{"loc": ["body", *_loc(f.field)], "msg": f.message, "type": f.rule} for f in self.fields]
             return body
         body = error_body(self.code, self.message)
         body["detail"] = self.message

@@ -10,6 +10,7 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from inference_api.errors import ApiError, invalid_field
 
+LANCZOS = Image.Resampling.LANCZOS
 # A decoded input larger than this is refused before it is decompressed (PIL's bomb guard, made strict).
 MAX_INPUT_PIXELS = 4096 * 4096
 
@@ -65,14 +66,18 @@ def resize_for_img2img(image: Image.Image, width: int, height: int, mode: int) -
         return image
     if mode == 1:
         scale = max(width / image.width, height / image.height)
-        resized = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+        resized = image.resize(_scaled(image, scale), LANCZOS)
         left, top = (resized.width - width) // 2, (resized.height - height) // 2
         return resized.crop((left, top, left + width, top + height))
     if mode == 2:
         scale = min(width / image.width, height / image.height)
-        inner = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+        inner = image.resize(_scaled(image, scale), LANCZOS)
         # Fill the borders by stretching the image behind it, as A1111 does, rather than with a flat colour.
-        canvas = image.resize((width, height), Image.LANCZOS)
+        canvas = image.resize((width, height), LANCZOS)
         canvas.paste(inner, ((width - inner.width) // 2, (height - inner.height) // 2))
         return canvas
-    return image.resize((width, height), Image.LANCZOS)
+    return image.resize((width, height), LANCZOS)
+
+
+def _scaled(image: Image.Image, scale: float) -> tuple[int, int]:
+    return max(1, round(image.width * scale)), max(1, round(image.height * scale))

@@ -110,9 +110,10 @@ def schedule_names() -> list[str]:
 class UnknownName(ValueError):
     """A sampler or schedule name we do not know; the message lists the supported ones."""
 
-    def __init__(self, message: str, rule: str = "one_of") -> None:
+    def __init__(self, message: str, rule: str = "one_of", field: str = "sampler_name") -> None:
         super().__init__(message)
         self.rule = rule
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,9 @@ def choose(sampler_name: str | None, scheduler: str | None = None) -> SamplerCho
     if scheduler is not None and scheduler.strip():
         explicit = _SCHEDULE_INDEX.get(scheduler.strip().lower())
         if explicit is None:
-            raise UnknownName(f"unknown scheduler {scheduler!r}; supported: {', '.join(schedule_names())}")
+            raise UnknownName(
+                f"unknown scheduler {scheduler!r}; supported: {', '.join(schedule_names())}", field="scheduler"
+            )
         if explicit.name != "Automatic":
             schedule = explicit
     return SamplerChoice(spec, schedule)
@@ -182,7 +185,7 @@ def build_scheduler(choice: SamplerChoice, base_config: Mapping[str, Any]) -> Bu
     if _supports(choice.sampler, choice.schedule):
         options.update(choice.schedule.options)
     else:
-        notes.append(f"schedule {choice.schedule.name!r} is not available for {choice.sampler.name!r}; used its default")
+        notes.append(f"schedule {choice.schedule.name!r} is not available for {choice.sampler.name!r}; used default")
     config = {k: v for k, v in base_config.items() if not k.startswith("_")}
     # Options the model config set for another scheduler family would leak across (e.g. karras on DDIM).
     for key in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"):

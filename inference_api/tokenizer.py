@@ -52,11 +52,8 @@ def build_tokenizer() -> Any:
     from transformers import CLIPTokenizer
 
     vocab, merges = build_vocab_and_merges()
-    return CLIPTokenizer(
-        vocab=vocab,
-        merges=[tuple(m.split(" ")) for m in merges],
-        model_max_length=MAX_LENGTH,
-    )
+    pairs: Any = [tuple(m.split(" ")) for m in merges]  # the tokenizers backend wants (left, right) pairs
+    return CLIPTokenizer(vocab=vocab, merges=pairs, model_max_length=MAX_LENGTH)
 
 
 def write_tokenizer(folder: Any) -> None:

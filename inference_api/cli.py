@@ -1,0 +1,100 @@
+"""``python -m inference_api serve|build-tiny-model``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from inference_api.app import create_app
+    from inference_api.settings import ServerSettings
+
+    _quiet_libraries()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    settings = ServerSettings(
+        models_dir=Path(args.models),
+        default_model=args.default_model,
+        device=args.device,
+        dtype=args.dtype,
+        compile=args.compile,
+        channels_last=args.channels_last,
+        max_batch=args.max_batch,
+        batch_window_ms=args.batch_window_ms,
+        cache_size=args.cache_size,
+        preload=not args.no_preload,
+    )
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+def _build_tiny(args: argparse.Namespace) -> int:
+    from inference_api.tiny import build_tiny_model
+
+    _quiet_libraries()
+    path = build_tiny_model(Path(args.dir), xl=args.xl, name=args.name, single_file=args.single_file, seed=args.seed)
+    print(path)
+    return 0
+
+
+def _quiet_libraries() -> None:
+    # Progress bars and per-load advice from diffusers/transformers would drown the server's own log.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m inference_api", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="serve the AUTOMATIC1111-compatible API")
+    s.add_argument("--models", required=True, help="model directory (diffusers folders, .safetensors files)")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--default-model", help="model to load at start (title, file name or folder name)")
+    s.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    s.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], help="default: fp16 on cuda, fp32 on cpu")
+    s.add_argument("--compile", action="store_true", help="torch.compile the denoiser (slow first call)")
+    cl = s.add_mutually_exclusive_group()
+    cl.add_argument("--channels-last", dest="channels_last", action="store_true", default=None)
+    cl.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    s.add_argument("--max-batch", type=int, default=4, help="images per micro-batched pipeline call")
+    s.add_argument("--batch-window-ms", type=float, default=10.0, help="how long a batch waits for companions")
+    s.add_argument("--cache-size", type=int, default=2, help="loaded pipelines kept (LRU)")
+    s.add_argument("--no-preload", action="store_true", help="load the default model on first use, not at start")
+    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    s.add_argument("--log-level", default=os.environ.get("LOGLEVEL", "info").lower())
+    s.set_defaults(func=_serve)
+
+    b = sub.add_parser("build-tiny-model", help="write a tiny random pipeline (real architecture) for tests")
+    b.add_argument("dir")
+    b.add_argument("--xl", action="store_true", help="SDXL architecture (two text encoders)")
+    b.add_argument("--name")
+    b.add_argument("--single-file", action="store_true", help="one original-layout .safetensors + configs/NAME/")
+    b.add_argument("--seed", type=int, default=0)
+    b.set_defaults(func=_build_tiny)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

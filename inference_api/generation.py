@@ -1,0 +1,256 @@
+"""Generation jobs and running a micro-batch of them through one pipeline call.
+
+A job is one HTTP request. Compatible jobs (same model, task, size, steps, sampler, guidance...) share a
+pipeline call: prompts and per-image ``torch.Generator`` s are concatenated, so each image keeps its own
+prompt and seed, and the same seed gives the same image whether it ran alone or in a batch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image, ImageFilter, ImageOps
+
+from inference_api.loading import LoadedModel
+from inference_api.progress import Progress
+from inference_api.registry import ModelEntry
+from inference_api.samplers import SamplerChoice, build_scheduler, is_replaceable
+
+VERSION = "inference_api"
+
+
+@dataclass
+class GenerationJob:
+    task: str  # "txt2img" | "img2img" | "inpaint"
+    model: ModelEntry
+    prompts: list[str]  # one per image
+    negative_prompts: list[str]
+    seeds: list[int]
+    width: int
+    height: int
+    steps: int
+    cfg_scale: float
+    sampler: SamplerChoice
+    batch_size: int = 1
+    n_iter: int = 1
+    clip_skip: int = 1
+    denoising_strength: float | None = None
+    init_images: list[Image.Image] = field(default_factory=list)  # one per image (already resized)
+    mask: Image.Image | None = None
+    eta: float | None = None
+    submitted: float = field(default_factory=time.monotonic)
+
+    @property
+    def image_count(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def mergeable(self) -> bool:
+        # Inpainting masks and multi-iteration jobs keep A1111's one-call-per-iteration behaviour.
+        return self.task != "inpaint" and self.n_iter == 1
+
+    def batch_key(self) -> tuple[Any, ...]:
+        strength = self.denoising_strength if self.task != "txt2img" else None
+        return (
+            self.model.name,
+            self.task,
+            self.width,
+            self.height,
+            self.steps,
+            float(self.cfg_scale),
+            self.sampler.key,
+            strength,
+            self.clip_skip,
+            self.eta,
+        )
+
+
+@dataclass
+class BatchInfo:
+    batch_id: int
+    requests: int
+    images: int
+
+
+@dataclass
+class GenerationResult:
+    images: list[Image.Image]
+    pipeline_seconds: float
+    queue_seconds: float
+    batch: BatchInfo
+    notes: list[str]
+
+
+def plan_calls(jobs: list[GenerationJob]) -> list[list[tuple[int, int]]]:
+    """Pipeline calls as lists of (job index, image index). Merged jobs: one call; a lone job: n_iter calls."""
+    if len(jobs) == 1:
+        job = jobs[0]
+        indices = list(range(job.image_count))
+        return [[(0, i) for i in indices[s : s + job.batch_size]] for s in range(0, len(indices), job.batch_size)]
+    return [[(j, i) for j, job in enumerate(jobs) for i in range(job.image_count)]]
+
+
+def run_batch(
+    loaded: LoadedModel, jobs: list[GenerationJob], progress: Progress, batch_id: int, device: str
+) -> list[GenerationResult]:
+    """Run compatible jobs (all sharing ``jobs[0]``'s batch key) and split the images back per job."""
+    lead = jobs[0]
+    pipe = loaded.pipeline(lead.task)
+    notes = _set_scheduler(pipe, loaded, lead.sampler)
+    accepted = set(inspect.signature(pipe.__call__).parameters)
+    calls = plan_calls(jobs)
+    outputs: list[list[Image.Image | None]] = [[None] * job.image_count for job in jobs]
+    started = time.monotonic()
+    for call_no, call in enumerate(calls):
+        progress.next_call(call_no, lead.steps)
+        kwargs = _call_kwargs(pipe, jobs, call, accepted, progress, device)
+        with torch.inference_mode():
+            images = pipe(**kwargs).images
+        for (j, i), image in zip(call, images, strict=True):
+            outputs[j][i] = image
+    elapsed = time.monotonic() - started
+    info = BatchInfo(batch_id, len(jobs), sum(job.image_count for job in jobs))
+    return [
+        GenerationResult(
+            images=[img for img in imgs if img is not None],
+            pipeline_seconds=elapsed,
+            queue_seconds=max(0.0, started - job.submitted),
+            batch=info,
+            notes=list(notes),
+        )
+        for job, imgs in zip(jobs, outputs, strict=True)
+    ]
+
+
+def _set_scheduler(pipe: Any, loaded: LoadedModel, choice: SamplerChoice) -> list[str]:
+    if not is_replaceable(pipe.scheduler):
+        return [f"sampler {choice.label!r} ignored: this model uses {type(pipe.scheduler).__name__}"]
+    built = build_scheduler(choice, loaded.base_scheduler_config)
+    pipe.scheduler = built.scheduler
+    return built.notes
+
+
+def _call_kwargs(
+    pipe: Any,
+    jobs: list[GenerationJob],
+    call: list[tuple[int, int]],
+    accepted: set[str],
+    progress: Progress,
+    device: str,
+) -> dict[str, Any]:
+    lead = jobs[0]
+    generator_device = "cpu" if device == "mps" else device
+    kwargs: dict[str, Any] = {
+        "prompt": [jobs[j].prompts[i] for j, i in call],
+        "negative_prompt": [jobs[j].negative_prompts[i] for j, i in call],
+        "num_inference_steps": lead.steps,
+        "guidance_scale": lead.cfg_scale,
+        "width": lead.width,
+        "height": lead.height,
+        "generator": [torch.Generator(generator_device).manual_seed(jobs[j].seeds[i]) for j, i in call],
+        "num_images_per_prompt": 1,
+        "output_type": "pil",
+    }
+    if lead.clip_skip > 1:
+        kwargs["clip_skip"] = lead.clip_skip - 1  # A1111 counts the last layer as 1; diffusers counts skipped ones
+    if lead.eta is not None:
+        kwargs["eta"] = lead.eta
+    if lead.task in ("img2img", "inpaint"):
+        kwargs["image"] = [jobs[j].init_images[i] for j, i in call]
+        kwargs["strength"] = lead.denoising_strength
+    if lead.task == "inpaint" and lead.mask is not None:
+        kwargs["mask_image"] = [lead.mask] * len(call)
+
+    def on_step_end(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        progress.step(step + 1, getattr(pipeline, "num_timesteps", None))
+        return tensors
+
+    kwargs["callback_on_step_end"] = on_step_end
+    return {k: v for k, v in kwargs.items() if k in accepted}
+
+
+def prepare_mask(mask: Image.Image, size: tuple[int, int], blur: int, invert: bool) -> Image.Image:
+    """A1111 mask handling: white = repaint; optional invert; Gaussian blur of ``mask_blur`` pixels."""
+    gray = mask.convert("L").resize(size, Image.Resampling.LANCZOS)
+    if invert:
+        gray = ImageOps.invert(gray)
+    if blur > 0:
+        gray = gray.filter(ImageFilter.GaussianBlur(blur))
+    return gray
+
+
+def infotext(job: GenerationJob, index: int, model_title: str, schedule: str) -> str:
+    """AUTOMATIC1111's human-readable generation parameters for one image (also stored in the PNG)."""
+    params: dict[str, Any] = {
+        "Steps": job.steps,
+        "Sampler": job.sampler.label,
+        "Schedule type": schedule,
+        "CFG scale": job.cfg_scale,
+        "Seed": job.seeds[index],
+        "Size": f"{job.width}x{job.height}",
+        "Model": model_title,
+    }
+    if job.task != "txt2img":
+        params["Denoising strength"] = job.denoising_strength
+    if job.clip_skip > 1:
+        params["Clip skip"] = job.clip_skip
+    params["Version"] = VERSION
+    text = job.prompts[index]
+    if job.negative_prompts[index]:
+        text += f"\nNegative prompt: {job.negative_prompts[index]}"
+    return text + "\n" + ", ".join(f"{k}: {v}" for k, v in params.items())
+
+
+def info_json(
+    job: GenerationJob, result: GenerationResult, model_title: str, styles: list[str] | None, subseed: int
+) -> str:
+    """The ``info`` string of a txt2img/img2img response (JSON, A1111 field names) plus our timings."""
+    schedule = job.sampler.schedule.name
+    infotexts = [infotext(job, i, model_title, schedule) for i in range(job.image_count)]
+    data = {
+        "prompt": job.prompts[0],
+        "all_prompts": job.prompts,
+        "negative_prompt": job.negative_prompts[0],
+        "all_negative_prompts": job.negative_prompts,
+        "seed": job.seeds[0],
+        "all_seeds": job.seeds,
+        "subseed": subseed,
+        "all_subseeds": [subseed] * job.image_count,
+        "subseed_strength": 0,
+        "width": job.width,
+        "height": job.height,
+        "sampler_name": job.sampler.label,
+        "scheduler": schedule,
+        "cfg_scale": job.cfg_scale,
+        "steps": job.steps,
+        "batch_size": job.batch_size,
+        "n_iter": job.n_iter,
+        "restore_faces": False,
+        "face_restoration_model": None,
+        "sd_model_name": job.model.model_name,
+        "sd_model_hash": None,
+        "sd_vae_name": None,
+        "sd_vae_hash": None,
+        "seed_resize_from_w": -1,
+        "seed_resize_from_h": -1,
+        "denoising_strength": job.denoising_strength,
+        "extra_generation_params": {"notes": result.notes} if result.notes else {},
+        "index_of_first_image": 0,
+        "infotexts": infotexts,
+        "styles": styles or [],
+        "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
+        "clip_skip": job.clip_skip,
+        "is_using_inpainting_conditioning": job.task == "inpaint",
+        "version": VERSION,
+        "timings": {
+            "pipeline_seconds": round(result.pipeline_seconds, 6),
+            "queue_seconds": round(result.queue_seconds, 6),
+        },
+        "batch": {"id": result.batch.batch_id, "requests": result.batch.requests, "images": result.batch.images},
+    }
+    return json.dumps(data)

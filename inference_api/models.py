@@ -1,0 +1,172 @@
+"""Request and response bodies of the AUTOMATIC1111 API subset, with the contract's bounds.
+
+Field names and defaults follow AUTOMATIC1111's API. Unknown fields are kept (and echoed back in
+``parameters``) but ignored, as A1111 does with options of extensions it does not have.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from contract.limits import DEFAULT_LIMITS
+
+L = DEFAULT_LIMITS
+MAX_SEED = 2**63 - 1
+
+
+def _multiple_of_8(value: int) -> int:
+    if value % L.side_multiple:
+        raise ValueError(f"must be a multiple of {L.side_multiple}")
+    return value
+
+
+class _GenerationBase(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    prompt: str = Field(default="", max_length=L.max_prompt_chars)
+    negative_prompt: str = Field(default="", max_length=L.max_prompt_chars)
+    styles: list[str] | None = None
+    seed: int = Field(default=-1, ge=-1, le=MAX_SEED)
+    subseed: int = Field(default=-1, ge=-1, le=MAX_SEED)
+    subseed_strength: float = Field(default=0.0, ge=0, le=1)
+    sampler_name: str | None = Field(default=None, max_length=64)
+    sampler_index: str | None = Field(default=None, max_length=64)
+    scheduler: str | None = Field(default=None, max_length=64)
+    batch_size: int = Field(default=1, ge=1, le=L.max_batch_size)
+    n_iter: int = Field(default=1, ge=1, le=L.max_n_iter)
+    steps: int = Field(default=50, ge=1, le=L.max_steps)
+    cfg_scale: float = Field(default=7.0, ge=0, le=50)
+    width: int = Field(default=512, ge=L.min_side, le=L.max_side)
+    height: int = Field(default=512, ge=L.min_side, le=L.max_side)
+    restore_faces: bool | None = None
+    tiling: bool | None = None
+    eta: float | None = Field(default=None, ge=0, le=1)
+    clip_skip: int | None = Field(default=None, ge=1, le=12)
+    override_settings: dict[str, Any] | None = None
+    override_settings_restore_afterwards: bool = True
+    send_images: bool = True
+    save_images: bool = False
+    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("width", "height")
+    @classmethod
+    def _side_multiple(cls, value: int) -> int:
+        return _multiple_of_8(value)
+
+    @model_validator(mode="after")
+    def _total_pixels(self) -> _GenerationBase:
+        pixels = self.width * self.height * self.batch_size * self.n_iter
+        if pixels > L.max_total_pixels:
+            raise ValueError(f"width*height*batch_size*n_iter is {pixels}, over {L.max_total_pixels}")
+        return self
+
+    @property
+    def image_count(self) -> int:
+        return self.batch_size * self.n_iter
+
+    def checkpoint_override(self) -> str | None:
+        value = (self.override_settings or {}).get("sd_model_checkpoint")
+        return value if isinstance(value, str) and value else None
+
+
+class Txt2ImgRequest(_GenerationBase):
+    enable_hr: bool = False
+    denoising_strength: float | None = Field(default=None, ge=0, le=1)
+
+
+class Img2ImgRequest(_GenerationBase):
+    init_images: list[str] = Field(min_length=1, max_length=L.max_batch_images)
+    resize_mode: int = Field(default=0, ge=0, le=3)
+    denoising_strength: float = Field(default=0.75, ge=0, le=1)
+    image_cfg_scale: float | None = None
+    mask: str | None = None
+    mask_blur: int = Field(default=4, ge=0, le=64)
+    inpainting_fill: int = Field(default=0, ge=0, le=3)
+    inpaint_full_res: bool = False
+    inpainting_mask_invert: int = Field(default=0, ge=0, le=1)
+    include_init_images: bool = False
+
+
+class _ExtrasBase(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    resize_mode: int = Field(default=0, ge=0, le=1)
+    show_extras_results: bool = True
+    gfpgan_visibility: float = Field(default=0, ge=0, le=1)
+    codeformer_visibility: float = Field(default=0, ge=0, le=1)
+    codeformer_weight: float = Field(default=0, ge=0, le=1)
+    upscaling_resize: float = Field(default=2, gt=0, le=L.max_upscale_factor)
+    upscaling_resize_w: int = Field(default=512, ge=1, le=4 * L.max_side)
+    upscaling_resize_h: int = Field(default=512, ge=1, le=4 * L.max_side)
+    upscaling_crop: bool = True
+    upscaler_1: str = Field(default="None", max_length=128)
+    upscaler_2: str = Field(default="None", max_length=128)
+    extras_upscaler_2_visibility: float = Field(default=0, ge=0, le=1)
+    upscale_first: bool = False
+
+
+class ExtraSingleImageRequest(_ExtrasBase):
+    image: str = Field(min_length=1)
+
+
+class FileData(BaseModel):
+    data: str = Field(min_length=1)
+    name: str = Field(default="image", max_length=256)
+
+
+class ExtraBatchImagesRequest(_ExtrasBase):
+    imageList: list[FileData] = Field(min_length=1, max_length=L.max_batch_images)
+
+
+class ImagesResponse(BaseModel):
+    images: list[str]
+    parameters: dict[str, Any]
+    info: str
+
+
+class ExtraSingleImageResponse(BaseModel):
+    html_info: str
+    image: str
+
+
+class ExtraBatchImagesResponse(BaseModel):
+    html_info: str
+    images: list[str]
+
+
+class ProgressState(BaseModel):
+    skipped: bool = False
+    interrupted: bool = False
+    job: str = ""
+    job_count: int = 0
+    job_timestamp: str = "0"
+    job_no: int = 0
+    sampling_step: int = 0
+    sampling_steps: int = 0
+
+
+class ProgressResponse(BaseModel):
+    progress: float
+    eta_relative: float
+    state: ProgressState
+    current_image: str | None = None
+    textinfo: str | None = None
+
+
+class SDModelItem(BaseModel):
+    title: str
+    model_name: str
+    hash: str | None = None
+    sha256: str | None = None
+    filename: str
+    config: str | None = None
+
+
+class UpscalerItem(BaseModel):
+    name: str
+    model_name: str | None = None
+    model_path: str | None = None
+    model_url: str | None = None
+    scale: float | None = None

@@ -1,0 +1,101 @@
+"""What the worker is doing, readable from the event loop (/progress) and interruptible (/interrupt)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+
+class Interrupted(Exception):
+    """Raised inside the pipeline's step callback when /interrupt was called during the job."""
+
+
+@dataclass
+class _State:
+    job: str = ""
+    job_count: int = 0
+    job_no: int = 0
+    sampling_step: int = 0
+    sampling_steps: int = 0
+    started: float = 0.0
+    job_timestamp: str = "0"
+    interrupted: bool = False
+
+
+class Progress:
+    """Thread-safe job state. Only the worker thread begins/ends jobs; any thread reads or interrupts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = _State()
+
+    def begin(self, job: str, *, job_count: int, steps: int) -> None:
+        with self._lock:
+            # An interrupt only ever applies to the job running when it arrives (as in AUTOMATIC1111).
+            self._state = _State(
+                job=job,
+                job_count=job_count,
+                sampling_steps=steps,
+                started=time.monotonic(),
+                job_timestamp=datetime.now(UTC).strftime("%Y%m%d%H%M%S"),
+            )
+
+    def next_call(self, job_no: int, steps: int) -> None:
+        with self._lock:
+            self._state.job_no = job_no
+            self._state.sampling_step = 0
+            self._state.sampling_steps = steps
+
+    def step(self, step: int, steps: int | None = None) -> None:
+        """Record a finished step; raise :class:`Interrupted` if an interrupt is pending."""
+        with self._lock:
+            self._state.sampling_step = step
+            if steps:
+                self._state.sampling_steps = steps
+            if self._state.interrupted:
+                raise Interrupted()
+
+    def end(self) -> None:
+        with self._lock:
+            self._state = _State(job_timestamp=self._state.job_timestamp)
+
+    def interrupt(self) -> bool:
+        """Flag the running job; returns whether one was running."""
+        with self._lock:
+            if not self._state.job:
+                return False
+            self._state.interrupted = True
+            return True
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._state.job)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            s = self._state
+            done = 0.0
+            if s.job and s.job_count and s.sampling_steps:
+                done = (s.job_no + min(s.sampling_step, s.sampling_steps) / s.sampling_steps) / s.job_count
+            elapsed = time.monotonic() - s.started if s.job else 0.0
+            eta = elapsed / done - elapsed if done > 0 else 0.0
+            return {
+                "progress": round(min(done, 1.0), 4),
+                "eta_relative": round(max(eta, 0.0), 3),
+                "state": {
+                    "skipped": False,
+                    "interrupted": s.interrupted,
+                    "job": s.job,
+                    "job_count": s.job_count,
+                    "job_timestamp": s.job_timestamp,
+                    "job_no": s.job_no,
+                    "sampling_step": s.sampling_step,
+                    "sampling_steps": s.sampling_steps,
+                },
+                "current_image": None,
+                "textinfo": None,
+            }

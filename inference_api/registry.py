@@ -1,0 +1,293 @@
+"""Models in the model directory: discovery (diffusers folders, single-file checkpoints, upscalers) and the
+bounded LRU cache of loaded pipelines.
+
+Discovery reads only ``model_index.json`` files and safetensors headers, never weights, so a directory on a
+Mountpoint-for-S3 mount is scanned with small ranged reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+MAX_DEPTH = 4
+MAX_HEADER_BYTES = 64 * 1024 * 1024
+CONFIGS_DIR = "configs"
+UPSCALE_PIPELINES = frozenset({"StableDiffusionUpscalePipeline", "StableDiffusionLatentUpscalePipeline"})
+# Folders where AUTOMATIC1111 keeps ESRGAN-family upscalers; .pth files are only trusted there.
+UPSCALER_DIRS = frozenset({"esrgan", "realesrgan", "upscalers", "upscale_models"})
+
+ModelKind = Literal["diffusers", "single_file"]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One checkpoint the runtime can load. ``name`` is its path relative to the model directory."""
+
+    name: str
+    path: Path
+    kind: ModelKind
+    family: str = ""  # single files: v1, v2, xl_base, xl_refiner, ...; folders: the pipeline class
+
+    @property
+    def model_name(self) -> str:
+        return Path(self.name).stem if self.kind == "single_file" else Path(self.name).name
+
+    @property
+    def title(self) -> str:
+        return self.name
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "model_name": self.model_name,
+            "hash": None,
+            "sha256": None,
+            "filename": str(self.path),
+            "config": None,
+        }
+
+
+@dataclass(frozen=True)
+class UpscalerEntry:
+    name: str
+    path: Path
+    kind: Literal["esrgan"]
+
+
+@dataclass
+class Discovery:
+    models: list[ModelEntry] = field(default_factory=list)
+    upscalers: list[UpscalerEntry] = field(default_factory=list)
+
+
+def safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a .safetensors file (tensor names, dtypes, shapes) without reading any weights."""
+    with path.open("rb") as fh:
+        prefix = fh.read(8)
+        if len(prefix) != 8:
+            raise ValueError("file too short")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > MAX_HEADER_BYTES:
+            raise ValueError("header too large")
+        header = json.loads(fh.read(length))
+    if not isinstance(header, dict):
+        raise ValueError("header is not an object")
+    header.pop("__metadata__", None)
+    return header
+
+
+def classify_checkpoint(header: dict[str, Any]) -> str | None:
+    """The SD family of an original-layout checkpoint, or None when it is not one (LoRA, VAE, upscaler...)."""
+    keys = header.keys()
+    if not any(k.startswith("model.diffusion_model.") for k in keys):
+        return None
+    first = header.get("model.diffusion_model.input_blocks.0.0.weight", {}).get("shape", [])
+    inpainting = len(first) == 4 and first[1] == 9
+    if any(k.startswith("conditioner.embedders.1.") for k in keys):
+        family = "xl_base"
+    elif any(k.startswith("conditioner.embedders.0.model.") for k in keys):
+        family = "xl_refiner"
+    elif any(k.startswith("cond_stage_model.model.") for k in keys):
+        family = "v2"
+    else:
+        family = "v1"
+    if inpainting:
+        return {"v1": "inpainting", "v2": "inpainting_v2", "xl_base": "xl_inpaint"}.get(family, family)
+    return family
+
+
+def is_esrgan_header(header: dict[str, Any]) -> bool:
+    keys = header.keys()
+    return "conv_first.weight" in keys or ("model.0.weight" in keys and any(k.startswith("model.1.sub.") for k in keys))
+
+
+def discover(root: Path) -> Discovery:
+    found = Discovery()
+    if not root.is_dir():
+        return found
+    for path in _walk(root):
+        rel = path.relative_to(root).as_posix()
+        if path.name == "model_index.json":
+            folder = path.parent
+            class_name = _read_class_name(path)
+            folder_rel = folder.relative_to(root).as_posix()
+            # Diffusion upscaler pipelines are not text-to-image checkpoints (and are not used as upscalers yet).
+            if class_name not in UPSCALE_PIPELINES:
+                found.models.append(ModelEntry(folder_rel, folder, "diffusers", class_name or ""))
+        elif path.suffix == ".safetensors":
+            try:
+                header = safetensors_header(path)
+            except (OSError, ValueError):
+                continue
+            family = classify_checkpoint(header)
+            if family is not None:
+                found.models.append(ModelEntry(rel, path, "single_file", family))
+            elif is_esrgan_header(header):
+                found.upscalers.append(UpscalerEntry(path.stem, path, "esrgan"))
+        elif path.suffix == ".pth" and path.parent.name.lower() in UPSCALER_DIRS:
+            found.upscalers.append(UpscalerEntry(path.stem, path, "esrgan"))
+    found.models.sort(key=lambda m: m.name)
+    found.upscalers.sort(key=lambda u: u.name)
+    return found
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        depth = len(here.relative_to(root).parts)
+        if "model_index.json" in filenames and here != root:
+            dirnames[:] = []  # a diffusers folder's component files are not models of their own
+            yield here / "model_index.json"
+            continue
+        at_root = here == root
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and depth < MAX_DEPTH and not (at_root and d == CONFIGS_DIR)
+        )
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield here / name
+
+
+def _read_class_name(path: Path) -> str | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    value = data.get("_class_name") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _normalise(name: str) -> str:
+    # A1111 titles carry a short hash: "model.safetensors [6ce0161689]".
+    name = name.strip()
+    if name.endswith("]") and " [" in name:
+        name = name[: name.rindex(" [")]
+    return name.replace("\\", "/").strip("/").lower()
+
+
+class Catalog:
+    """The discovered models and upscalers; refreshed on demand (refresh-checkpoints)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+        self._found = Discovery()
+
+    def refresh(self) -> Discovery:
+        found = discover(self.root)
+        with self._lock:
+            self._found = found
+        return found
+
+    @property
+    def models(self) -> list[ModelEntry]:
+        with self._lock:
+            return list(self._found.models)
+
+    @property
+    def upscalers(self) -> list[UpscalerEntry]:
+        with self._lock:
+            return list(self._found.upscalers)
+
+    def find(self, name: str) -> ModelEntry | None:
+        """Match a title, relative path, file name or stem (case-insensitive, A1111 hash suffix ignored)."""
+        wanted = _normalise(name)
+        models = self.models
+        for accessor in (
+            lambda m: m.name,
+            lambda m: m.path.name,
+            lambda m: m.model_name,
+            lambda m: str(m.path),
+        ):
+            for model in models:
+                if _normalise(accessor(model)) == wanted:
+                    return model
+        return None
+
+    def find_upscaler(self, name: str) -> UpscalerEntry | None:
+        wanted = _normalise(name)
+        for entry in self.upscalers:
+            if _normalise(entry.name) == wanted or _normalise(entry.path.name) == wanted:
+                return entry
+        return None
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    loads: int = 0
+    evictions: int = 0
+    load_seconds: float = 0.0
+
+
+class PipelineCache:
+    """LRU of loaded models keyed by entry name. Mutated only on the worker thread; read from anywhere."""
+
+    def __init__(self, capacity: int, on_evict: Callable[[Any], None] | None = None) -> None:
+        if capacity < 1:
+            raise ValueError("cache capacity must be at least 1")
+        self.capacity = capacity
+        self._items: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._on_evict = on_evict
+        self.stats = CacheStats()
+
+    def get(self, name: str) -> Any | None:
+        with self._lock:
+            item = self._items.get(name)
+            if item is not None:
+                self._items.move_to_end(name)
+                self.stats.hits += 1
+            return item
+
+    def put(self, name: str, item: Any, load_seconds: float = 0.0) -> None:
+        evicted: list[Any] = []
+        with self._lock:
+            self._items[name] = item
+            self._items.move_to_end(name)
+            self.stats.loads += 1
+            self.stats.load_seconds += load_seconds
+            while len(self._items) > self.capacity:
+                _, old = self._items.popitem(last=False)
+                evicted.append(old)
+                self.stats.evictions += 1
+        for old in evicted:
+            if self._on_evict:
+                self._on_evict(old)
+
+    def make_room(self) -> None:
+        """Evict until one more item fits: load the next model only after the last one's memory is freed."""
+        evicted: list[Any] = []
+        with self._lock:
+            while len(self._items) >= self.capacity:
+                _, old = self._items.popitem(last=False)
+                evicted.append(old)
+                self.stats.evictions += 1
+        for old in evicted:
+            if self._on_evict:
+                self._on_evict(old)
+
+    def clear(self) -> int:
+        with self._lock:
+            items = list(self._items.values())
+            self._items.clear()
+        for old in items:
+            if self._on_evict:
+                self._on_evict(old)
+        return len(items)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return list(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        with self._lock:
+            return name in self._items

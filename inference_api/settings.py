@@ -1,0 +1,21 @@
+"""Server settings (the ``serve`` command line), in one frozen value passed to the app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    models_dir: Path
+    default_model: str | None = None
+    device: str | None = None  # None: cuda when available, else cpu
+    dtype: str | None = None  # None: fp16 on cuda, fp32 on cpu
+    compile: bool = False
+    channels_last: bool | None = None  # None: on for cuda
+    max_batch: int = 4
+    batch_window_ms: float = 10.0
+    cache_size: int = 2
+    preload: bool = True
+    max_body_bytes: int = 64 * 1024 * 1024

@@ -1,0 +1,135 @@
+"""extra-single-image / extra-batch-images: resize by a factor or to a size, with a model or a resampler.
+
+AUTOMATIC1111 semantics: an upscaler model runs (up to 3 passes) until the image reaches the target, then
+Lanczos brings it to the exact size; "None" and "Lanczos" are a plain Lanczos resize. An upscaler name we
+do not have (e.g. "R-ESRGAN 4x+" when its weights are not in the model directory) falls back to Lanczos
+with a note in ``html_info`` instead of failing the job.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from inference_api.errors import invalid_field
+from inference_api.models import _ExtrasBase
+
+LANCZOS = Image.Resampling.LANCZOS
+RESAMPLERS = {
+    "none": LANCZOS,
+    "lanczos": LANCZOS,
+    "nearest": Image.Resampling.NEAREST,
+    "bicubic": Image.Resampling.BICUBIC,
+}
+# AUTOMATIC1111's display names for the usual ESRGAN-family files.
+A1111_ALIASES = {
+    "r-esrgan 4x+": "RealESRGAN_x4plus",
+    "r-esrgan 4x+ anime6b": "RealESRGAN_x4plus_anime_6B",
+    "r-esrgan 2x+": "RealESRGAN_x2plus",
+    "esrgan_4x": "ESRGAN_4x",
+}
+MAX_MODEL_PASSES = 3
+MAX_OUTPUT_SIDE = 8192
+MAX_OUTPUT_PIXELS = 8192 * 8192 // 4
+
+ModelRunner = Callable[[str, Image.Image], Image.Image]
+
+
+@dataclass
+class UpscaleOutcome:
+    image: Image.Image
+    notes: list[str] = field(default_factory=list)
+
+
+def target_size(width: int, height: int, req: _ExtrasBase) -> tuple[int, int]:
+    if req.resize_mode == 1:
+        return req.upscaling_resize_w, req.upscaling_resize_h
+    return max(1, round(width * req.upscaling_resize)), max(1, round(height * req.upscaling_resize))
+
+
+def check_target(width: int, height: int, req: _ExtrasBase, field_prefix: str = "") -> None:
+    tw, th = target_size(width, height, req)
+    name = "upscaling_resize_w" if req.resize_mode == 1 else "upscaling_resize"
+    if max(tw, th) > MAX_OUTPUT_SIDE or tw * th > MAX_OUTPUT_PIXELS:
+        raise invalid_field(
+            field_prefix + name,
+            "max_output",
+            f"output would be {tw}x{th}; at most {MAX_OUTPUT_SIDE} per side and {MAX_OUTPUT_PIXELS} pixels",
+        )
+
+
+def resolve_name(name: str, available: set[str]) -> str:
+    """The model name an A1111 upscaler name refers to, if we have it (case-insensitive)."""
+    lowered = {a.lower(): a for a in available}
+    key = name.strip().lower()
+    if key in lowered:
+        return lowered[key]
+    alias = A1111_ALIASES.get(key)
+    if alias and alias.lower() in lowered:
+        return lowered[alias.lower()]
+    return ""
+
+
+def upscale_one(image: Image.Image, req: _ExtrasBase, available: set[str], run_model: ModelRunner) -> UpscaleOutcome:
+    width, height = target_size(image.width, image.height, req)
+    crop = req.resize_mode == 1 and req.upscaling_crop
+    notes: list[str] = []
+    first = _apply(image, req.upscaler_1, width, height, crop, available, run_model, notes)
+    if req.upscaler_2.strip().lower() != "none" and req.extras_upscaler_2_visibility > 0:
+        second = _apply(image, req.upscaler_2, width, height, crop, available, run_model, notes)
+        first = Image.blend(first, second, req.extras_upscaler_2_visibility)
+    if req.gfpgan_visibility > 0 or req.codeformer_visibility > 0:
+        notes.append("face restoration (GFPGAN/CodeFormer) is not available in this runtime; skipped")
+    return UpscaleOutcome(first, notes)
+
+
+def _apply(
+    image: Image.Image,
+    name: str,
+    width: int,
+    height: int,
+    crop: bool,
+    available: set[str],
+    run_model: ModelRunner,
+    notes: list[str],
+) -> Image.Image:
+    # With crop, scale to cover the target box first, then cut the centre (A1111's "crop to fit").
+    cover_w, cover_h = width, height
+    if crop:
+        scale = max(width / image.width, height / image.height)
+        cover_w, cover_h = max(width, round(image.width * scale)), max(height, round(image.height * scale))
+    key = name.strip().lower()
+    model = resolve_name(name, available)
+    if model:
+        current = image
+        for _ in range(MAX_MODEL_PASSES):
+            if current.width >= cover_w and current.height >= cover_h:
+                break
+            current = run_model(model, current)
+        result = current.resize((cover_w, cover_h), LANCZOS) if current.size != (cover_w, cover_h) else current
+    else:
+        if key not in RESAMPLERS:
+            notes.append(f"upscaler {name!r} is not available here; used Lanczos")
+        result = image.resize((cover_w, cover_h), RESAMPLERS.get(key, LANCZOS))
+    if crop and result.size != (width, height):
+        left, top = (result.width - width) // 2, (result.height - height) // 2
+        result = result.crop((left, top, left + width, top + height))
+    return result
+
+
+def html_info(req: _ExtrasBase, notes: list[str]) -> str:
+    how = (
+        f"Resize to: {req.upscaling_resize_w}x{req.upscaling_resize_h}"
+        if req.resize_mode == 1
+        else f"Upscale: {req.upscaling_resize:g}"
+    )
+    parts = [how, f"Upscaler 1: {req.upscaler_1}"]
+    if req.upscaler_2.strip().lower() != "none" and req.extras_upscaler_2_visibility > 0:
+        parts.append(f"Upscaler 2: {req.upscaler_2} ({req.extras_upscaler_2_visibility:g})")
+    text = ", ".join(parts)
+    unique_notes = list(dict.fromkeys(notes))
+    # Names come from the request: escape them, html_info is rendered as HTML by A1111 clients.
+    return f"<p>{html.escape(text)}</p>" + "".join(f"<p>Note: {html.escape(n)}</p>" for n in unique_notes)
