@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -115,6 +116,8 @@ class Job:
     trace: Any = None  # the job's tracing segment (queue_agent.tracing), opaque elsewhere
     payload: dict[str, Any] | None = None  # content with input references resolved, built by the preparer
     inputs: dict[tuple[str | int, ...], bytes] = field(default_factory=dict)
+    # The runner's conditional "running" status write, still in flight when the runtime answers fast.
+    running_write: asyncio.Task[bool] | None = None
 
     @classmethod
     def from_delivery(cls, delivery: Delivery) -> Job:

@@ -66,6 +66,8 @@ class Finisher:
         ctx = self.ctx
         assert job.outcome is not None
         outcome = job.outcome
+        if job.running_write is not None:
+            await asyncio.gather(job.running_write, return_exceptions=True)
         kind = outcome.disposition
         if kind is Disposition.RETURN:
             await self._hand_back(job, 0)

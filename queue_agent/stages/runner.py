@@ -81,7 +81,10 @@ class Runner:
         job.marks.run_start = started
         ctx.metrics.running.set(1)
         watch = _Watch()
-        watcher = asyncio.create_task(self._watch(job, watch))
+        # The "running" write goes out alongside the runtime call; the finisher awaits it before its
+        # own status write, so the two writes of one job never race each other.
+        job.running_write = asyncio.create_task(self._mark_running(job))
+        watcher = asyncio.create_task(self._watch(job, job.running_write, watch))
         timeout = asyncio.timeout(ctx.settings.job_timeout)
         log.info("running", extra={"tasktype": str(message.tasktype)})
         try:
@@ -117,15 +120,20 @@ class Runner:
             return Outcome(Disposition.ALREADY_DONE)
         return outcome
 
-    async def _watch(self, job: Job, watch: _Watch) -> None:
-        """Mark the job running, then poll for a cancel request until the runtime call ends."""
-        ctx = self.ctx
-        task_id = job.task_id
+    async def _mark_running(self, job: Job) -> bool:
+        """Conditionally move the record to running; False when it had already moved on without us."""
         try:
-            moved = await ctx.store.transition(task_id, TaskStatus.RUNNING, count_attempt=True)
+            with self.ctx.tracer.span(job.trace, "dynamodb", operation="running"):
+                return await self.ctx.store.transition(job.task_id, TaskStatus.RUNNING, count_attempt=True)
         except Exception:
             log.warning("could not mark the task running", exc_info=True)
-            moved = True
+            return True
+
+    async def _watch(self, job: Job, running_write: asyncio.Task[bool], watch: _Watch) -> None:
+        """Poll for a cancel request (or another delivery finishing the task) until the runtime call ends."""
+        ctx = self.ctx
+        task_id = job.task_id
+        moved = await asyncio.shield(running_write)
         # A refused transition means the record moved on without us (cancelled, or finished by
         # another delivery): look at it at once instead of after the first poll interval.
         look_now = not moved

@@ -1,0 +1,198 @@
+"""A fake AUTOMATIC1111 runtime over real HTTP: the endpoints the agent uses, with scripted behaviour.
+
+Like the webui it runs one generation at a time (a lock), honours /interrupt (the current call
+returns early with what it has), and switches models through /options. Every generation call is
+logged with its start and end (monotonic clock of this process) for the tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.agent_fakes.images import png
+from tests.agent_fakes.server import ThreadedServer
+
+MODELS = ["model-a.safetensors", "model-b.safetensors"]
+
+
+@dataclass
+class Behavior:
+    delay: float = 0.0  # seconds each generation call takes
+    transient_rate: float = 0.0  # fraction of generation calls answered 503
+    reject: bool = False  # answer 422 to every generation call
+    seed: int = 1234
+
+
+@dataclass
+class Call:
+    endpoint: str
+    started: float
+    ended: float = 0.0
+    status: int = 0
+    payload: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+class FakeA1111:
+    def __init__(self, behavior: Behavior | None = None, *, ours: bool = False) -> None:
+        self.behavior = behavior or Behavior()
+        self.ours = ours
+        self.calls: list[Call] = []
+        self.model_switches: list[str] = []
+        self.interrupts = 0
+        self.options: dict[str, Any] = {"sd_model_checkpoint": f"{MODELS[0]} [0123456789]"}
+        self._rng = random.Random(self.behavior.seed)
+        self._guard = threading.Lock()
+        self._busy: asyncio.Lock | None = None
+        self._interrupt: asyncio.Event | None = None
+        self._server: ThreadedServer | None = None
+        routes = [
+            Route("/sdapi/v1/sd-models", self._sd_models),
+            Route("/sdapi/v1/options", self._options, methods=["GET", "POST"]),
+            Route("/sdapi/v1/interrupt", self._do_interrupt, methods=["POST"]),
+            Route("/sdapi/v1/txt2img", self._generate, methods=["POST"]),
+            Route("/sdapi/v1/img2img", self._generate, methods=["POST"]),
+            Route("/sdapi/v1/extra-single-image", self._generate, methods=["POST"]),
+            Route("/sdapi/v1/extra-batch-images", self._generate, methods=["POST"]),
+        ]
+        if ours:
+            routes += [Route("/health", self._ok), Route("/ready", self._ok)]
+        self.app = Starlette(routes=routes)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self, port: int = 0) -> FakeA1111:
+        self._server = ThreadedServer(self.app, port=port).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.port
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"{self._server.url}/sdapi/v1/"
+
+    def __enter__(self) -> FakeA1111:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- inspection ------------------------------------------------------------------------------
+    def finished_calls(self, status: int | None = None) -> list[Call]:
+        with self._guard:
+            return [c for c in self.calls if c.ended and (status is None or c.status == status)]
+
+    def prompts(self, status: int = 200) -> list[str]:
+        return [str(c.payload.get("prompt", "")) for c in self.finished_calls(status)]
+
+    # -- endpoints -------------------------------------------------------------------------------
+    async def _ok(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def _sd_models(self, request: Request) -> Response:
+        return JSONResponse([{"title": f"{m} [0123456789]", "model_name": m.split(".")[0]} for m in MODELS])
+
+    async def _options(self, request: Request) -> Response:
+        if request.method == "POST":
+            body = await request.json()
+            wanted = body.get("sd_model_checkpoint")
+            if wanted is not None:
+                if wanted.split(" [")[0] not in MODELS:
+                    return JSONResponse({"detail": f"model {wanted} not found"}, status_code=422)
+                self.model_switches.append(wanted)
+                self.options["sd_model_checkpoint"] = f"{wanted.split(' [')[0]} [0123456789]"
+            return JSONResponse(None)
+        return JSONResponse(self.options)
+
+    async def _do_interrupt(self, request: Request) -> Response:
+        self.interrupts += 1
+        if self._interrupt is not None:
+            self._interrupt.set()
+        return JSONResponse(None)
+
+    async def _generate(self, request: Request) -> Response:
+        if self._busy is None:
+            self._busy, self._interrupt = asyncio.Lock(), asyncio.Event()
+        assert self._interrupt is not None
+        endpoint = request.url.path.rsplit("/", 1)[1]
+        payload = await request.json()
+        async with self._busy:
+            call = Call(endpoint, time.monotonic(), payload=payload)
+            with self._guard:
+                self.calls.append(call)
+            status, body = await self._answer(endpoint, payload, call)
+            call.status = status
+            response = JSONResponse(body, status_code=status)
+            call.ended = time.monotonic()
+            return response
+
+    async def _answer(self, endpoint: str, payload: dict[str, Any], call: Call) -> tuple[int, Any]:
+        assert self._interrupt is not None
+        behavior = self.behavior
+        if behavior.reject:
+            return 422, {"detail": [{"loc": ["body", "prompt"], "msg": "rejected by the fake", "type": "value_error"}]}
+        if behavior.transient_rate and self._rng.random() < behavior.transient_rate:
+            return 503, {"error": "fake overload"}
+        bad = _undecodable_inputs(endpoint, payload)
+        if bad:
+            return 422, {"detail": f"not base64: {bad}"}
+        self._interrupt.clear()
+        if behavior.delay:
+            try:
+                await asyncio.wait_for(self._interrupt.wait(), behavior.delay)
+                call.interrupted = True
+            except TimeoutError:
+                pass
+        count = int(payload.get("batch_size", 1)) * int(payload.get("n_iter", 1))
+        images = [base64.b64encode(png(n)).decode() for n in range(count)]
+        if endpoint == "extra-single-image":
+            return 200, {"image": images[0], "html_info": "<p>upscaled</p>"}
+        if endpoint == "extra-batch-images":
+            n = len(payload.get("imageList", []))
+            return 200, {"images": [base64.b64encode(png(i)).decode() for i in range(n)], "html_info": ""}
+        params = {k: v for k, v in payload.items() if k != "init_images"}
+        params["init_images"] = payload.get("init_images")
+        info = {
+            "seed": 42,
+            "all_seeds": list(range(42, 42 + count)),
+            "sd_model_name": self.options["sd_model_checkpoint"],
+        }
+        return 200, {"images": images, "parameters": params, "info": json.dumps(info)}
+
+
+def _undecodable_inputs(endpoint: str, payload: dict[str, Any]) -> list[str]:
+    """Image inputs the real webui could not decode: references the agent failed to inline."""
+    values: list[tuple[str, Any]] = []
+    if endpoint == "img2img":
+        values += [(f"init_images.{i}", v) for i, v in enumerate(payload.get("init_images") or [])]
+    if endpoint == "extra-single-image":
+        values.append(("image", payload.get("image")))
+    if endpoint == "extra-batch-images":
+        values += [(f"imageList.{i}", item.get("data")) for i, item in enumerate(payload.get("imageList") or [])]
+    bad = []
+    for name, value in values:
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            bad.append(name)
+    return bad
