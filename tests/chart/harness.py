@@ -39,7 +39,7 @@ UNSCHEMED_GROUPS = ("monitoring.coreos.com",)
 ACCOUNT = "123456789012"
 REGION = "us-west-2"
 REQUIRED = VALUES_DIR / "required.yaml"
-STATIC_SETS = ("spot-only", "dynamic-model", "existing-claim", "comfyui")
+STATIC_SETS = ("spot-only", "dynamic-model", "existing-claim", "comfyui", "sample-shaped")
 
 
 @dataclass(frozen=True)

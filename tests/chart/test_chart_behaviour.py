@@ -339,3 +339,30 @@ def test_config_extra_values_apply(rendered_sets: RenderCache, name: str) -> Non
     family = _extra(runtime, "karpenter", "nodeTemplate", "amiFamily") or "Bottlerocket"
     alias = out.one("EC2NodeClass")["spec"]["amiSelectorTerms"][0]["alias"]
     assert alias == f"{family.lower()}@latest"
+
+
+def test_sample_shaped_values_keep_their_meaning(rendered_sets: RenderCache) -> None:
+    out = rendered_sets("sample-shaped")
+    runtime, env = out.container("runtime"), out.env("runtime")
+    assert runtime["image"] == "123456789012.dkr.ecr.us-west-2.amazonaws.com/sdwebui:v1.10.1"
+    assert env["API_ONLY"] == "true" and env["EXTRA_CMD_ARG"] == "--xformers"
+    assert env["SD_MODEL_CHECKPOINT"] == "v1-5-pruned-emaonly.safetensors"
+    assert runtime["startupProbe"]["httpGet"]["path"] == "/sdapi/v1/memory"
+    assert out.env("queue-agent")["API_BASE_URL"] == "http://localhost:8080/sdapi/v1/"
+    assert _pod_labels(out)["cost-center"] == "42"
+    assert out.one("Deployment")["metadata"]["annotations"] == {"owner": "imaging"}
+    pool = out.one("NodePool")["spec"]
+    assert pool["template"]["metadata"]["labels"] == {"runtime": "sdruntime", "team": "imaging"}
+    assert pool["limits"] == {"nvidia.com/gpu": 16}
+    assert pool["disruption"]["consolidationPolicy"] == "WhenEmpty"
+    assert {"key": "karpenter.k8s.aws/instance-gpu-memory", "operator": "Gt", "values": ["20000"]} in pool["template"][
+        "spec"
+    ]["requirements"]
+    node_class = out.one("EC2NodeClass")["spec"]
+    assert node_class["subnetSelectorTerms"] == [{"tags": {"aws-cdk:subnet-type": "Private"}}]
+    assert node_class["tags"]["owner"] == "imaging"
+    data = next(m for m in node_class["blockDeviceMappings"] if m["deviceName"] == "/dev/xvdb")["ebs"]
+    assert data["snapshotID"] == "snap-0123456789abcdef0" and data["volumeSize"] == "80Gi"
+    assert node_class["userData"] == "[settings.kubernetes]\nmax-pods = 16\n"
+    assert out.one("PersistentVolume")["metadata"]["labels"]["tier"] == "models"
+    assert out.one("ScaledObject")["spec"]["pollingInterval"] == 1
