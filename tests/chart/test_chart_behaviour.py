@@ -263,6 +263,8 @@ def test_dynamic_model(rendered_sets: RenderCache) -> None:
     assert agent["RUNTIME_READY_TIMEOUT_SECONDS"] == "900"
     assert agent["AWS_MAX_ATTEMPTS"] == "5"
     assert out.env("runtime")["SD_MODEL_CHECKPOINT"] == "sd_xl_base_1.0.safetensors"
+    assert out.container("runtime")["command"][-2:] == ["--default-model", "sd_xl_base_1.0.safetensors"]
+    assert out.env("runtime")["LOGLEVEL"] == "DEBUG"
     assert out.env("runtime")["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
     scaled = out.one("ScaledObject")["spec"]
     assert scaled["triggers"][0]["metadata"]["queueLength"] == "2"
