@@ -128,7 +128,7 @@ def run_batch(
 
 
 def _set_scheduler(pipe: Any, loaded: LoadedModel, choice: SamplerChoice) -> list[str]:
-    if not is_replaceable(pipe.scheduler):
+    if not is_replaceable(loaded.base_scheduler_config):
         return [f"sampler {choice.label!r} ignored: this model uses {type(pipe.scheduler).__name__}"]
     built = build_scheduler(choice, loaded.base_scheduler_config)
     pipe.scheduler = built.scheduler

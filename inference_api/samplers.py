@@ -196,7 +196,15 @@ def build_scheduler(choice: SamplerChoice, base_config: Mapping[str, Any]) -> Bu
     return BuiltScheduler(cls.from_config(config, **options), notes)
 
 
-def is_replaceable(scheduler: Any) -> bool:
-    """Only the discrete-time SD family swaps schedulers; flow-matching models keep their own."""
-    compatibles = {c.__name__ for c in getattr(scheduler, "compatibles", [])} | {type(scheduler).__name__}
+def is_replaceable(base_config: Mapping[str, Any]) -> bool:
+    """Only the discrete-time SD family swaps schedulers; flow-matching models keep their own.
+
+    Decided from the model's original scheduler, not the one a previous request left on the pipeline.
+    """
+    import diffusers
+
+    cls = getattr(diffusers, str(base_config.get("_class_name", "")), None)
+    if cls is None:
+        return False
+    compatibles = {c.__name__ for c in cls._get_compatibles()} | {cls.__name__}
     return "EulerDiscreteScheduler" in compatibles

@@ -1,0 +1,151 @@
+"""Helpers for the inference runtime's tests: tiny model directories and real servers on loopback."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image
+
+from local_stack.ports import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = "tiny-sd"
+TINY_B = "tiny-sd-b"  # same architecture, other weights: for model switching
+TINY_SINGLE = "tiny-sd-single.safetensors"
+TINY_XL = "tiny-sdxl"
+TINY_ESRGAN = "tiny-esrgan"
+
+
+def build_model_dir(root: Path, *, xl: bool = True, esrgan: bool = True) -> Path:
+    """A model directory like the cluster's mount: diffusers folders, a single file, an upscaler."""
+    from inference_api.tiny import build_tiny_model
+
+    build_tiny_model(root, name=TINY, seed=0)
+    build_tiny_model(root, name=TINY_B, seed=1)
+    build_tiny_model(root, single_file=True, name=Path(TINY_SINGLE).stem, seed=2)
+    if xl:
+        build_tiny_model(root, xl=True, name=TINY_XL, seed=3)
+    if esrgan:
+        write_tiny_esrgan(root / "ESRGAN" / f"{TINY_ESRGAN}.safetensors")
+    return root
+
+
+def write_tiny_esrgan(path: Path, *, scale: int = 4, seed: int = 0) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    from inference_api.esrgan import RRDBNet
+
+    torch.manual_seed(seed)
+    model = RRDBNet(scale=scale, features=8, blocks=1, growth=4)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def png_b64(size: tuple[int, int] = (64, 64), color: tuple[int, int, int] = (200, 40, 40), mode: str = "RGB") -> str:
+    image = Image.new(mode, size, color if mode == "RGB" else (*color, 128))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def decode_png(data: str) -> Image.Image:
+    image = Image.open(io.BytesIO(base64.b64decode(data)))
+    image.load()
+    return image
+
+
+def wait_until(condition: Callable[[], Any], *, timeout: float = 120.0, interval: float = 0.05, what: str = "") -> Any:
+    """Poll a real condition until it is truthy (never a fixed sleep); fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what or condition}")
+        time.sleep(interval)
+
+
+def _get_ok(client: httpx.Client, path: str) -> bool:
+    try:
+        return client.get(path).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@dataclass
+class RunningServer:
+    url: str
+    client: httpx.Client
+    log_path: Path | None = None
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+
+@contextmanager
+def serve_subprocess(models: Path, log_path: Path, *extra: str, ready: bool = True) -> Iterator[RunningServer]:
+    """``python -m inference_api serve`` as a child process: the real entry point, on a free loopback port."""
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "inference_api", "serve", "--models", str(models), "--port", str(port)]
+    cmd += ["--threads", "1", "--log-level", "warning", *extra]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    client = httpx.Client(base_url=url, timeout=120)
+    try:
+        path = "/ready" if ready else "/health"
+        wait_until(lambda: proc.poll() is not None or _get_ok(client, path), what=f"{path} on {url}")
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
+        yield RunningServer(url, client, log_path)
+    finally:
+        client.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def serve_in_thread(settings: Any, *, ready: bool = True) -> Iterator[RunningServer]:
+    """The app under uvicorn in a thread of the test process (cheap: torch is imported once)."""
+    import uvicorn
+
+    from inference_api.app import create_app
+
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    client = httpx.Client(base_url=url, timeout=120)
+    try:
+        wait_until(lambda: server.started or not thread.is_alive(), what="uvicorn start")
+        if not thread.is_alive():
+            raise RuntimeError("server thread died during start")
+        if ready:
+            wait_until(lambda: _get_ok(client, "/ready"), what="/ready")
+        yield RunningServer(url, client)
+    finally:
+        client.close()
+        server.should_exit = True
+        thread.join(timeout=30)
