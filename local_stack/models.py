@@ -47,7 +47,13 @@ def tiny_model_dir(cache: Path, sink: LogSink, env: dict[str, str], timeout: flo
         raise
     (staging / _MARKER).write_text(fingerprint + "\n")
     shutil.rmtree(cache, ignore_errors=True)
-    staging.rename(cache)
+    try:
+        staging.rename(cache)
+    except OSError:
+        # Another stack finished building the same model first: keep its copy.
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (marker.is_file() and marker.read_text().strip() == fingerprint):
+            raise
     return cache
 
 

@@ -58,6 +58,7 @@ class ManagedProcess:
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _last_returncode: int | None = field(default=None, init=False, repr=False)
     _pump: threading.Thread | None = field(default=None, init=False, repr=False)
+    _terminated: bool = field(default=False, init=False, repr=False)
 
     @property
     def pid(self) -> int | None:
@@ -116,8 +117,12 @@ class ManagedProcess:
         self.wait_until(lambda: http_ok(url), timeout, f"answering {url}")
 
     def terminate(self) -> None:
-        """Ask the whole process group to stop (SIGTERM); :meth:`stop` waits for it."""
-        if self._proc is not None and self._proc.poll() is None:
+        """Ask the whole process group to stop (SIGTERM, once); :meth:`stop` waits for it.
+
+        Once only: a second SIGTERM means "abort the running job now" to the queue agent.
+        """
+        if self._proc is not None and self._proc.poll() is None and not self._terminated:
+            self._terminated = True
             self._signal_group(self._proc.pid, signal.SIGTERM)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -136,6 +141,7 @@ class ManagedProcess:
         self._signal_group(proc.pid, signal.SIGKILL)
         self.sink.write("stack", f"{self.name} stopped (exit code {proc.returncode})")
         self._proc = None
+        self._terminated = False
         self._last_returncode = proc.returncode
 
     @staticmethod

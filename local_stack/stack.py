@@ -38,6 +38,8 @@ class StackOptions:
     config_path: Path | None = None
     model_dir: Path | None = None
     workdir: Path = Path(".local-stack")
+    # Where the tiny model is cached (default: workdir/models); tests share the repository's cache.
+    model_cache: Path | None = None
     host: str = "127.0.0.1"
     api_port: int = 0
     console: bool = False
@@ -153,7 +155,10 @@ class LocalStack:
             raise StartError("config.yaml has no sdwebui or diffusers runtime the local stack can run")
 
         self.model_dir = resolve_model_dir(
-            self.options.model_dir, self.workdir / "models", self.sink, self._child_env("runtime")
+            self.options.model_dir,
+            (self.options.model_cache or self.workdir / "models").resolve(),
+            self.sink,
+            self._child_env("runtime"),
         )
         self._moto_port = free_port(self.options.host)
         self._moto = ManagedProcess(

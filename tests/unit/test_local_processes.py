@@ -13,7 +13,7 @@ import pytest
 
 from local_stack.logs import LogSink
 from local_stack.ports import free_port
-from local_stack.processes import ManagedProcess, StartError, http_ok
+from local_stack.processes import ManagedProcess, StartError, http_ok, stop_all
 
 
 def _alive(pid: int) -> bool:
@@ -134,3 +134,19 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path):
         parent.kill()
         parent.wait()
     assert _wait_for(lambda: not _alive(child))
+
+
+def test_stop_all_sends_sigterm_once(sink: LogSink):
+    # The queue agent reads a second SIGTERM as "abort the running job": a drain must get exactly one.
+    code = """
+        import signal, time
+        def on_term(signum, frame):
+            print("TERM", flush=True)
+        signal.signal(signal.SIGTERM, on_term)
+        print("ready", flush=True)
+        time.sleep(600)  # keeps "draining" until killed, so any further SIGTERM would be printed
+    """
+    proc = ManagedProcess("drainer", _python(code), dict(os.environ), sink).start()
+    assert _wait_for(lambda: sink.tail("drainer") == ["ready"])
+    stop_all([proc], timeout=1.0)
+    assert sink.tail("drainer").count("TERM") == 1
