@@ -90,11 +90,13 @@ def _error_detail(response: httpx.Response) -> str:
         text = response.text.strip()
         return f": {text[:300]}" if text else ""
     if isinstance(body, dict):
-        for key in ("detail", "error", "errors", "message"):
-            if key in body:
-                value = body[key]
-                return f": {value if isinstance(value, str) else json.dumps(value, default=str)[:500]}"
-    return f": {json.dumps(body, default=str)[:300]}"
+        # FastAPI says "detail", the webui "error"/"errors", ComfyUI "error" plus per-node "node_errors".
+        useful = {k: body[k] for k in ("detail", "error", "errors", "message", "node_errors") if body.get(k)}
+        if len(useful) == 1 and isinstance(next(iter(useful.values())), str):
+            return f": {next(iter(useful.values()))}"
+        if useful:
+            body = useful
+    return f": {json.dumps(body, default=str)[:800]}"
 
 
 def unreachable(what: str, exc: Exception) -> TransientError:

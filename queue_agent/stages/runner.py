@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from contract import TaskStatus
 from queue_agent.context import AgentContext
-from queue_agent.errors import PermanentError, TransientError
-from queue_agent.job import Disposition, Job, Outcome
+from queue_agent.errors import JobCancelled, PermanentError, TransientError
+from queue_agent.job import Disposition, Job, Outcome, RuntimeResult
 from queue_agent.logs import task_context
 from queue_agent.stages.receiver import Slots
 
@@ -87,13 +87,20 @@ class Runner:
         watcher = asyncio.create_task(self._watch(job, job.running_write, watch))
         timeout = asyncio.timeout(ctx.settings.job_timeout)
         log.info("running", extra={"tasktype": str(message.tasktype)})
+
+        async def attempt() -> RuntimeResult:
+            # An interrupted call may look transient; once the task is cancelled there is no retrying it.
+            if watch.cancelled or watch.superseded:
+                raise JobCancelled
+            return await ctx.runtime.run(message, job.inputs)
+
         try:
             with ctx.tracer.span(job.trace, "runtime", tasktype=str(message.tasktype)):
                 async with timeout:
-                    result = await ctx.retry.run(
-                        lambda: ctx.runtime.run(message, job.inputs), "runtime", ctx.metrics.retries.inc
-                    )
+                    result = await ctx.retry.run(attempt, "runtime", ctx.metrics.retries.inc)
             outcome = Outcome(Disposition.COMPLETED, result=result)
+        except JobCancelled:
+            outcome = Outcome(Disposition.CANCELLED)
         except TimeoutError:
             if not timeout.expired():
                 raise

@@ -1,0 +1,136 @@
+"""The agent as a real process (``python -m queue_agent``): crash, drain and health behaviour.
+
+The fake runtime runs in this process (a thread), so each test knows exactly which calls the
+runtime saw and when; AWS is the session's moto server.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.agent_fakes.a1111 import Behavior, FakeA1111
+from tests.agent_fakes.aws_world import AgentWorld, task, wait_until
+from tests.agent_fakes.fixtures import a1111_fixture, world_fixture  # noqa: F401
+from tests.agent_fakes.harness import ROOT, AgentProcess
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _in_progress(fake: FakeA1111, for_at_least: float) -> str | None:
+    """The prompt of the call the runtime has been working on for at least ``for_at_least`` seconds."""
+    now = time.monotonic()
+    running = [c for c in list(fake.calls) if not c.ended and now - c.started >= for_at_least]
+    return str(running[0].payload["prompt"]) if running else None
+
+
+def test_sigkill_mid_job_then_restart_completes_every_job_exactly_once(
+    aws_env, a1111: FakeA1111, tmp_path: Path
+) -> None:
+    world = AgentWorld(aws_env.endpoint, visibility_timeout=2).create()
+    a1111.behavior = Behavior(delay=1.5)
+    ids = [world.submit(task(f"crash{i}")) for i in range(4)]
+    env = world.agent_env(a1111.base_url)
+    first = AgentProcess(env, tmp_path / "agent1.log").start().wait_ready()
+    try:
+        world.wait_notifications(1, timeout=30)
+        # Kill while a later job is well into its runtime call (the earlier one is fully finished).
+        victim = wait_until(lambda: _in_progress(a1111, 0.3), 30, what="a job in progress")
+        first.kill()
+    finally:
+        first.stop()
+    second = AgentProcess(env, tmp_path / "agent2.log").start().wait_ready()
+    try:
+        world.wait_notifications(4, timeout=60)
+        wait_until(lambda: world.queue_counts() == (0, 0), 15, what="queue empty")
+    finally:
+        assert second.stop() == 0, second.log_tail()
+    assert world.notes_per_task() == {i: 1 for i in ids}, "one notification per task"
+    assert all(n["status"] == "completed" for n in world.notifications())
+    for task_id in ids:
+        keys = set(world.objects(f"output/{task_id}/"))
+        assert keys == {f"output/{task_id}/{task_id}-1.png", f"output/{task_id}/{task_id}.out"}
+        assert world.status(task_id)["status"] == "completed"
+    runs = Counter(str(c.payload["prompt"]) for c in a1111.calls)
+    assert runs[victim] == 2, "the killed attempt never finished, so its job ran again"
+    assert sum(runs.values()) == len(ids) + 1
+
+
+def test_sigterm_finishes_the_running_job_and_returns_prefetched_messages_at_once(
+    aws_env, a1111: FakeA1111, tmp_path: Path
+) -> None:
+    # A visibility timeout far longer than the test: a message visible again was handed back.
+    world = AgentWorld(aws_env.endpoint, visibility_timeout=60).create()
+    a1111.behavior = Behavior(delay=2.0)
+    ids = [world.submit(task(f"drain{i}")) for i in range(4)]
+    agent = AgentProcess(world.agent_env(a1111.base_url, PREFETCH="2"), tmp_path / "agent.log").start()
+    try:
+        agent.wait_ready()
+        running = wait_until(lambda: _in_progress(a1111, 0.2), 30, what="a job in progress")
+        wait_until(lambda: world.queue_counts() == (1, 3), 10, what="one running and two prefetched")
+        agent.signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        wait_until(lambda: world.queue_counts()[0] == 3, 5, what="prefetched messages visible again")
+        returned_after = time.monotonic() - signalled
+        assert agent.wait(30) == 0, agent.log_tail()
+    finally:
+        agent.stop()
+    assert returned_after < 1.5
+    notes = world.notifications()
+    assert [(n["id"], n["status"]) for n in notes] == [(running.removeprefix("a fake picture "), "completed")]
+    assert a1111.finished_calls()[0].interrupted is False  # the job ran to its end
+    assert len(a1111.calls) == 1
+    assert world.queue_counts() == (3, 0)
+    assert set(ids) - {n["id"] for n in notes} == {i for i in ids if f"a fake picture {i}" != running}
+
+
+def test_healthz_turns_unhealthy_when_the_runtime_dies(world: AgentWorld, tmp_path: Path) -> None:
+    fake = FakeA1111().start()
+    port = fake.port
+    env = world.agent_env(fake.base_url, HEALTH_CHECK_INTERVAL_SECONDS="0.2", HEALTH_FAILURE_THRESHOLD="2")
+    agent = AgentProcess(env, tmp_path / "agent.log").start()
+    try:
+        agent.wait_ready()
+        assert agent.probe("/healthz") == 200
+        fake.stop()
+        wait_until(lambda: agent.probe("/healthz") == 503, 10, what="/healthz 503")
+        assert agent.probe("/ready") == 503
+        fake = FakeA1111().start(port=port)
+        wait_until(lambda: agent.probe("/healthz") == 200, 10, what="/healthz 200 again")
+        assert b"queue_agent_runtime_healthy 1.0" in _get(agent.url("/metrics"))
+    finally:
+        assert agent.stop() == 0, agent.log_tail()
+        fake.stop()
+
+
+def test_runtime_never_ready_exits_non_zero(world: AgentWorld, tmp_path: Path) -> None:
+    env = world.agent_env("http://127.0.0.1:9/sdapi/v1/", RUNTIME_READY_TIMEOUT_SECONDS="1")
+    agent = AgentProcess(env, tmp_path / "agent.log").start()
+    assert agent.wait(30) == 1
+    assert "runtime did not become ready" in agent.log_tail()
+
+
+def test_bad_setting_fails_at_start_naming_the_variable() -> None:
+    env = {"SQS_QUEUE_URL": "http://q", "SNS_TOPIC_ARN": "arn:x", "S3_BUCKET": "bkt", "RUNTIME_NAME": "r"}
+    result = subprocess.run(
+        [sys.executable, "-m", "queue_agent"],
+        env={**env, "PREFETCH": "lots", "RUNTIME_TYPE": "midjourney", "PATH": "/usr/bin"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "PREFETCH" in result.stderr and "RUNTIME_TYPE" in result.stderr
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return bytes(resp.read())
