@@ -27,6 +27,8 @@ from local_stack.processes import ManagedProcess, StartError, stop_all
 from local_stack.resources import StackResources, create_resources
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
+# The repository root: children import the project's packages from here, whatever the caller's cwd.
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
 # moto's successful requests (werkzeug access lines); failures stay in the log.
 _MOTO_ACCESS_OK = re.compile(r'"[A-Z]+ \S+ HTTP/1\.[01]" [23]\d\d ')
 # Runtime types whose local stand-in is our own inference_api (both speak the AUTOMATIC1111 API).
@@ -114,7 +116,8 @@ class LocalStack:
         return {**FAKE_AWS_ENV, "AWS_ENDPOINT_URL": self.aws_endpoint}
 
     def _child_env(self, kind: str, **values: str) -> dict[str, str]:
-        env = {**os.environ, **self.aws_env(), "PYTHONUNBUFFERED": "1", **values}
+        pythonpath = os.pathsep.join(p for p in (str(SOURCE_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        env = {**os.environ, **self.aws_env(), "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath, **values}
         # A user's profile or real credentials must never leak into a local component.
         env.pop("AWS_PROFILE", None)
         env.update(self.options.extra_env.get(kind, {}))
