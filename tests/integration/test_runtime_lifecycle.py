@@ -1,0 +1,114 @@
+"""Readiness, model (un)loading and micro-batching, on servers run in a thread of the test process."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from inference_api.settings import ServerSettings
+from inference_api.tiny import build_tiny_model
+from tests.runtime_helpers import TINY, RunningServer, decode_png, serve_in_thread, wait_until
+
+SMALL = {"steps": 3, "width": 64, "height": 64}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("lifecycle-models")
+    build_tiny_model(root, name=TINY, seed=0)
+    return root
+
+
+def test_ready_only_once_a_model_is_loaded(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    with serve_in_thread(ServerSettings(models_dir=models), ready=False) as server:
+        assert server.client.get("/health").status_code == 200
+        not_ready = server.client.get("/ready")
+        assert not_ready.status_code == 503
+        assert not_ready.json()["error"]["code"] == "not_ready"
+        refused = server.client.post("/sdapi/v1/txt2img", json=SMALL)
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "not_ready"
+        # The model arrives (as on a freshly mounted bucket); a refresh finds and preloads it.
+        build_tiny_model(models, name=TINY)
+        assert server.client.get("/ready").status_code == 503
+        assert server.client.post("/sdapi/v1/refresh-checkpoints").status_code == 200
+        wait_until(lambda: server.client.get("/ready").status_code == 200, what="/ready after refresh")
+        assert server.client.get("/ready").json()["model"] == TINY
+        assert server.client.post("/sdapi/v1/txt2img", json=SMALL).status_code == 200
+
+
+def test_unload_then_reload_on_demand(models: Path) -> None:
+    with serve_in_thread(ServerSettings(models_dir=models)) as server:
+        assert server.client.post("/sdapi/v1/unload-checkpoint").status_code == 200
+        assert server.client.get("/ready").status_code == 503
+        assert server.client.get("/stats").json()["loaded_models"] == []
+        # A request after an unload loads the selected model again rather than failing.
+        assert server.client.post("/sdapi/v1/txt2img", json=SMALL).status_code == 200
+        assert server.client.get("/ready").status_code == 200
+        assert server.client.post("/sdapi/v1/unload-checkpoint").status_code == 200
+        assert server.client.post("/sdapi/v1/reload-checkpoint").status_code == 200
+        assert server.client.get("/ready").status_code == 200
+
+
+def test_lazy_start_without_preload(models: Path) -> None:
+    with serve_in_thread(ServerSettings(models_dir=models, preload=False), ready=False) as server:
+        assert server.client.get("/ready").status_code == 503
+        assert server.client.post("/sdapi/v1/txt2img", json=SMALL).status_code == 200
+        assert server.client.get("/ready").status_code == 200
+
+
+def _concurrently(server: RunningServer, bodies: list[dict[str, Any]]) -> list[Any]:
+    results: list[Any] = [None] * len(bodies)
+
+    def call(i: int) -> None:
+        results[i] = server.client.post("/sdapi/v1/txt2img", json=bodies[i])
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results
+
+
+def test_micro_batching_merges_concurrent_compatible_requests(models: Path) -> None:
+    # The window is only an upper bound: a batch leaves as soon as it holds max_batch images, so two
+    # concurrent requests merge without any timing assumption short of "both arrive within 60 s".
+    settings = ServerSettings(models_dir=models, max_batch=2, batch_window_ms=60_000)
+    with serve_in_thread(settings) as server:
+        cat = {**SMALL, "prompt": "a cat", "seed": 11}
+        dog = {**SMALL, "prompt": "a dog", "seed": 22, "negative_prompt": "dark"}
+        first = _concurrently(server, [cat, dog])
+        assert [r.status_code for r in first] == [200, 200]
+        infos = [json.loads(r.json()["info"]) for r in first]
+        assert infos[0]["batch"]["id"] == infos[1]["batch"]["id"]
+        assert [i["batch"]["requests"] for i in infos] == [2, 2]
+        # Each request keeps its own prompt and seed inside the shared call.
+        assert (infos[0]["prompt"], infos[0]["seed"]) == ("a cat", 11)
+        assert (infos[1]["prompt"], infos[1]["seed"], infos[1]["negative_prompt"]) == ("a dog", 22, "dark")
+        stats = server.client.get("/stats").json()["batcher"]
+        assert stats["merged_batches"] == 1 and stats["merged_requests"] == 2
+
+        # The cat image does not depend on its batch companion: same seed and prompt, same image.
+        second = _concurrently(server, [cat, {**SMALL, "prompt": "a wizard", "seed": 99}])
+        a = np.asarray(decode_png(first[0].json()["images"][0]), dtype=np.int16)
+        b = np.asarray(decode_png(second[0].json()["images"][0]), dtype=np.int16)
+        assert np.abs(a - b).max() <= 2
+        assert server.client.get("/stats").json()["batcher"]["merged_batches"] == 2
+
+        # A request that fills a batch by itself leaves at once instead of waiting for the window.
+        full = server.client.post("/sdapi/v1/txt2img", json={**SMALL, "batch_size": 2, "steps": 4})
+        assert full.status_code == 200
+        assert json.loads(full.json()["info"])["batch"]["requests"] == 1
