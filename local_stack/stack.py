@@ -117,9 +117,10 @@ class LocalStack:
 
     def _child_env(self, kind: str, **values: str) -> dict[str, str]:
         pythonpath = os.pathsep.join(p for p in (str(SOURCE_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        env = {**os.environ, **self.aws_env(), "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath, **values}
-        # A user's profile or real credentials must never leak into a local component.
-        env.pop("AWS_PROFILE", None)
+        # None of the user's AWS settings (profile, real keys, per-service endpoints such as
+        # AWS_ENDPOINT_URL_S3) reach a local component: it talks to moto and nothing else.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(self.aws_env(), PYTHONUNBUFFERED="1", PYTHONPATH=pythonpath, **values)
         env.update(self.options.extra_env.get(kind, {}))
         return env
 
