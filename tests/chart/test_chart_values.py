@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chart.harness import Helm, RenderCache, ValueSet, tolerates
+from tests.chart.harness import CHART, Helm, RenderCache, ValueSet, tolerates
 
 SCHEMA_ERROR = "values don't meet the specifications of the schema"
 
@@ -158,3 +158,9 @@ def test_notes_tell_where_the_runtime_listens(helm: Helm, value_sets: dict[str, 
     assert "https://sqs.us-west-2.amazonaws.com/123456789012/sdoneks-sdruntime-queue" in notes
     assert "kubectl get nodepool default-sdruntime" in notes
     assert "s3://sdoneks-model-bucket-51a6/ mounted read-only at /models" in notes
+
+
+def test_kubernetes_older_than_native_sidecars_is_refused(helm: Helm) -> None:
+    proc = helm.run("template", "sdruntime", str(CHART), "--kube-version", "1.28.0")
+    assert proc.returncode != 0
+    assert ">=1.29.0-0" in proc.stderr
