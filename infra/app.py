@@ -11,6 +11,7 @@ from typing import Any
 from aws_cdk import App
 
 from infra import nag as nag_checks
+from infra.chart_values import chart_value_issues
 from infra.config import ConfigError, DeploymentConfig, load_config
 from infra.lambda_bundle import LambdaSources
 from infra.stack import SdAsyncStack
@@ -25,6 +26,9 @@ def build_app(
     nag: bool = True,
     lambda_sources: LambdaSources | None = None,
 ) -> tuple[App, SdAsyncStack]:
+    issues = chart_value_issues(config)
+    if issues:
+        raise ConfigError(issues)
     # The CLI passes cdk.json's context itself; a synth from Python (tests, tools) reads the same feature flags.
     app = App(outdir=outdir, context=cdk_json_context())
     # Environment-agnostic: synth needs no account, region or AZ lookups (two AZs via Fn::GetAZs).
@@ -43,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(argv[0]) if argv else None
     try:
         config = load_config(path)
+        app, _ = build_app(config, nag=os.environ.get("CDK_NAG", "1") != "0")
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    app, _ = build_app(config, nag=os.environ.get("CDK_NAG", "1") != "0")
     app.synth()
     return 0

@@ -9,9 +9,13 @@ Layers, later wins (the replaced sample's order):
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from contract.errors import FieldIssue
+from infra import naming
 from infra.config import DeploymentConfig, RuntimeConfig, deep_merge
 from infra.versions import COMMUNITY_RUNTIME_IMAGES
 
@@ -95,3 +99,50 @@ def image_overridden(runtime: RuntimeConfig, component: str) -> bool:
     for key in ("runtime", component, "image", "repository"):
         node = node.get(key) if isinstance(node, dict) else None
     return bool(node)
+
+
+CHART_SCHEMA = Path(__file__).resolve().parent.parent / "charts" / "sd-on-eks" / "values.schema.json"
+
+
+def placeholder_wiring(config: DeploymentConfig, runtime: RuntimeConfig) -> RuntimeWiring:
+    """Plausible stand-ins for the deploy-time values, to check the rest of the values before deploying."""
+    account, region = "123456789012", "us-east-1"
+    return RuntimeWiring(
+        region=region,
+        stack_name=config.stack_name,
+        cluster_name=naming.cluster_name(config.stack_name),
+        queue_url=f"https://sqs.{region}.amazonaws.com/{account}/"
+        + naming.runtime_queue(config.stack_name, runtime.name),
+        results_topic_arn=f"arn:aws:sns:{region}:{account}:{naming.results_topic(config.stack_name)}",
+        output_bucket=f"{config.stack_name.lower()}-outputs",
+        status_table=naming.status_table(config.stack_name),
+        model_bucket=config.model_bucket_name,
+        service_account=naming.runtime_service_account(runtime.name),
+        node_role_name=f"{config.stack_name}-karpenter-node",
+        agent_image=Image(f"{account}.dkr.ecr.{region}.amazonaws.com/queue-agent", "0" * 64),
+        runtime_image=Image(f"{account}.dkr.ecr.{region}.amazonaws.com/inference-api", "0" * 64),
+    )
+
+
+def chart_value_issues(config: DeploymentConfig, schema_path: Path = CHART_SCHEMA) -> list[FieldIssue]:
+    """Check every local-chart runtime's merged values against the chart's values.schema.json.
+
+    Helm would reject them only at deploy time, mid-stack; here a typo in extraValues stops the synth and
+    names the config key.
+    """
+    import jsonschema
+
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft7Validator(schema)
+    issues = []
+    for index, runtime in enumerate(config.models_runtime):
+        if runtime.chart_repository:
+            continue  # a remote chart brings its own schema; helm checks it at deploy time
+        values = chart_values(config, runtime, placeholder_wiring(config, runtime))
+        for error in sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path)):
+            path = ".".join(str(p) for p in error.absolute_path)
+            in_extra = bool(error.absolute_path) and error.absolute_path[0] in runtime.extra_values
+            key = f"modelsRuntime[{index}].extraValues" if in_extra else f"modelsRuntime[{index}] (chart values)"
+            field = f"{key}.{path}" if path else key
+            issues.append(FieldIssue(field, f"chart-schema:{error.validator}", error.message))
+    return issues

@@ -95,6 +95,8 @@ class Cluster(Construct):
             ),
         )
         self._system_nodes()
+        for index, role_arn in enumerate(config.cluster_admin_role_arns):
+            self.cluster.grant_cluster_admin(f"Admin{index}", role_arn)
         self.pod_identity_agent = eks.CfnAddon(
             self, "PodIdentityAgent", addon_name="eks-pod-identity-agent", cluster_name=self.cluster.cluster_name
         )

@@ -45,6 +45,7 @@ RuntimeType = Literal["sdwebui", "comfyui", "diffusers"]
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
 _BUCKET_ARN = re.compile(r"^arn:aws(-cn|-us-gov)?:s3:::(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])$")
+_ROLE_ARN = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _CHART_REPOSITORY = re.compile(r"^(oci|https)://\S+$")
@@ -305,6 +306,8 @@ class DeploymentConfig(_Model):
     api: ApiConfig = Field(default_factory=ApiConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     tags: dict[str, str] = Field(default_factory=dict)
+    # IAM roles that get cluster-admin access entries (operators running kubectl); the deploying role does not.
+    cluster_admin_role_arns: list[str] = Field(default_factory=list, alias="clusterAdminRoleArns")
 
     @model_validator(mode="before")
     @classmethod
@@ -330,6 +333,14 @@ class DeploymentConfig(_Model):
                 f"must be 1-{_MAX_STACK_NAME} letters, digits or '-', starting with a letter "
                 "(it prefixes every resource name)"
             )
+        return value
+
+    @field_validator("cluster_admin_role_arns")
+    @classmethod
+    def _admin_roles(cls, value: list[str]) -> list[str]:
+        bad = [arn for arn in value if not _ROLE_ARN.match(arn)]
+        if bad:
+            raise ValueError(f"must be IAM role ARNs (arn:aws:iam::123456789012:role/name); not: {', '.join(bad)}")
         return value
 
     @field_validator("model_bucket_arn")

@@ -33,7 +33,7 @@ class Messaging(Construct):
         self.key = kms.Key(
             self,
             "Key",
-            description=f"{stack}: SNS topics (and queues when queue.kmsEncryption is set)",
+            description=f"{stack}: SNS topics (tasks, results, alarms)",
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.DESTROY,
         )
@@ -49,6 +49,17 @@ class Messaging(Construct):
                 resources=["*"],  # a key policy's resource is always the key itself
             )
         )
+        # Queues get their own key: SNS's grant on a queue key names the topic, and a topic encrypted with that
+        # same key would make the key and the topic depend on each other.
+        self.queue_key: kms.Key | None = None
+        if config.queue.kms_encryption:
+            self.queue_key = kms.Key(
+                self,
+                "QueueKey",
+                description=f"{stack}: runtime task queues and their dead-letter queues",
+                enable_key_rotation=True,
+                removal_policy=RemovalPolicy.DESTROY,
+            )
         self.tasks_topic = sns.Topic(
             self, "TasksTopic", topic_name=naming.tasks_topic(stack), master_key=self.key, enforce_ssl=True
         )
@@ -57,15 +68,15 @@ class Messaging(Construct):
         )
         self.queues = [self._runtime_queue(config, runtime) for runtime in config.models_runtime]
 
-    def _encryption(self, config: DeploymentConfig) -> dict[str, object]:
-        if config.queue.kms_encryption:
-            return {"encryption": sqs.QueueEncryption.KMS, "encryption_master_key": self.key}
+    def _encryption(self) -> dict[str, object]:
+        if self.queue_key is not None:
+            return {"encryption": sqs.QueueEncryption.KMS, "encryption_master_key": self.queue_key}
         return {"encryption": sqs.QueueEncryption.SQS_MANAGED}
 
     def _runtime_queue(self, config: DeploymentConfig, runtime: RuntimeConfig) -> RuntimeQueue:
         stack = config.stack_name
         scope = Construct(self, f"Runtime-{runtime.name}")
-        encryption = self._encryption(config)
+        encryption = self._encryption()
         dlq = sqs.Queue(
             scope,
             "Dlq",

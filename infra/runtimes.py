@@ -39,6 +39,8 @@ class SharedResources:
     cluster: Cluster
     results_topic: sns.ITopic
     topic_key: kms.IKey
+    # Set when queue.kmsEncryption is on.
+    queue_key: kms.IKey | None
     output_bucket: s3.IBucket
     status_table: dynamodb.ITable
 
@@ -119,10 +121,9 @@ class Runtimes(Construct):
                 resources=["*"],
             ),
         ]
-        if shared.config.queue.kms_encryption:
-            # Queue messages are encrypted with the same key as the topics.
+        if shared.queue_key is not None:
             statements.append(
-                iam.PolicyStatement(sid="DecryptQueue", actions=["kms:Decrypt"], resources=[shared.topic_key.key_arn])
+                iam.PolicyStatement(sid="DecryptQueue", actions=["kms:Decrypt"], resources=[shared.queue_key.key_arn])
             )
         stack = Stack.of(self)
         for statement in statements:

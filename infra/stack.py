@@ -63,6 +63,7 @@ class SdAsyncStack(Stack):
                 cluster=cluster,
                 results_topic=messaging.results_topic,
                 topic_key=messaging.key,
+                queue_key=messaging.queue_key,
                 output_bucket=storage.output_bucket,
                 status_table=api.table,
             ),

@@ -1,0 +1,650 @@
+"""Assertions on the synthesized template: every resource the design asks for, wired as the config says."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from infra import naming, versions
+from infra.config import runtime_filter_policy, runtime_names
+from tests.infra.cfn import as_list, flat, helm_values, refers_to, statements
+from tests.infra.conftest import Synth
+
+DATA_TYPES = ("AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::S3::Bucket", "AWS::DynamoDB::Table")
+
+
+def logical_id_of(synth: Synth, type_name: str, **properties: Any) -> str:
+    matches = [
+        lid
+        for lid, res in synth.of_type(type_name).items()
+        if all(res.get("Properties", {}).get(k) == v for k, v in properties.items())
+    ]
+    assert len(matches) == 1, f"{type_name} {properties}: {matches}"
+    return matches[0]
+
+
+def queue_ids(synth: Synth, runtime: str) -> tuple[str, str]:
+    stack = synth.config.stack_name
+    return (
+        logical_id_of(synth, "AWS::SQS::Queue", QueueName=naming.runtime_queue(stack, runtime)),
+        logical_id_of(synth, "AWS::SQS::Queue", QueueName=naming.runtime_dlq(stack, runtime)),
+    )
+
+
+def policy_statements(synth: Synth) -> list[tuple[str, dict[str, Any]]]:
+    """(owner logical id, statement) for every identity policy: AWS::IAM::Policy and inline role policies."""
+    found = []
+    for lid, res in synth.resources.items():
+        props = res.get("Properties", {})
+        if res["Type"] == "AWS::IAM::Policy":
+            found += [(lid, s) for s in statements(props["PolicyDocument"])]
+        if res["Type"] == "AWS::IAM::Role":
+            for policy in props.get("Policies", []):
+                found += [(lid, s) for s in statements(policy["PolicyDocument"])]
+    return found
+
+
+def role_statements(synth: Synth, role_id: str) -> list[dict[str, Any]]:
+    found = []
+    for res in synth.of_type("AWS::IAM::Policy").values():
+        if any(refers_to(r, role_id) for r in res["Properties"].get("Roles", [])):
+            found += list(statements(res["Properties"]["PolicyDocument"]))
+    return found
+
+
+def helm_releases(synth: Synth) -> dict[str, dict[str, Any]]:
+    return {p["Release"]: p for p in synth.props("Custom::AWSCDK-EKS-HelmChart")}
+
+
+# -- network --------------------------------------------------------------------------------------------------
+
+
+def test_network_one_nat_by_default_and_s3_gateway_endpoint(default_synth: Synth, two_synth: Synth) -> None:
+    assert len(default_synth.of_type("AWS::EC2::NatGateway")) == 1
+    assert len(two_synth.of_type("AWS::EC2::NatGateway")) == 2  # network.natGateways: 2
+    (endpoint,) = default_synth.props("AWS::EC2::VPCEndpoint")
+    assert endpoint["VpcEndpointType"] == "Gateway"
+    assert ".s3" in flat(endpoint["ServiceName"])
+    assert len(default_synth.of_type("AWS::EC2::FlowLog")) == 1
+    cluster = naming.cluster_name(default_synth.config.stack_name)
+    private = [
+        p
+        for p in default_synth.props("AWS::EC2::Subnet")
+        if {"Key": "aws-cdk:subnet-type", "Value": "Private"} in p.get("Tags", [])
+    ]
+    assert len(private) == 2
+    for subnet in private:
+        assert {"Key": "karpenter.sh/discovery", "Value": cluster} in subnet["Tags"]
+
+
+# -- messaging ------------------------------------------------------------------------------------------------
+
+
+def test_topics_are_named_encrypted_and_tls_only(any_synth: Synth) -> None:
+    stack = any_synth.config.stack_name
+    (key_id,) = [lid for lid in any_synth.of_type("AWS::KMS::Key") if lid.startswith("MessagingKey")]
+    for name in (naming.tasks_topic(stack), naming.results_topic(stack), naming.alarms_topic(stack)):
+        topic_id = logical_id_of(any_synth, "AWS::SNS::Topic", TopicName=name)
+        assert refers_to(any_synth.resources[topic_id]["Properties"]["KmsMasterKeyId"], key_id)
+        policies = [p for p in any_synth.props("AWS::SNS::TopicPolicy") if refers_to(p["Topics"], topic_id)]
+        denies = [s for p in policies for s in statements(p["PolicyDocument"]) if s["Effect"] == "Deny"]
+        assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
+    key = any_synth.resources[key_id]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    # SNS and CloudWatch (alarm notifications) may use the key; nothing else is granted by service principal.
+    services = {
+        principal
+        for s in statements(key["KeyPolicy"])
+        for principal in as_list(s.get("Principal", {}).get("Service", []))
+    }
+    assert services == {"sns.amazonaws.com", "cloudwatch.amazonaws.com"}
+
+
+def test_one_queue_and_dlq_per_runtime(any_synth: Synth) -> None:
+    cfg = any_synth.config
+    names = runtime_names(cfg)
+    # Plus Karpenter's interruption queue.
+    assert len(any_synth.of_type("AWS::SQS::Queue")) == 2 * len(names) + 1
+    for runtime in names:
+        queue_id, dlq_id = queue_ids(any_synth, runtime)
+        queue = any_synth.resources[queue_id]["Properties"]
+        assert queue["VisibilityTimeout"] == cfg.queue.visibility_timeout
+        assert queue["MessageRetentionPeriod"] == cfg.queue.retention_days * 86400
+        assert queue["RedrivePolicy"]["maxReceiveCount"] == cfg.queue.max_receive_count
+        assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [dlq_id, "Arn"]}
+        dlq = any_synth.resources[dlq_id]["Properties"]
+        assert dlq["MessageRetentionPeriod"] == cfg.queue.dlq_retention_days * 86400
+        for props in (queue, dlq):
+            if cfg.queue.kms_encryption:
+                (queue_key,) = [
+                    lid for lid in any_synth.of_type("AWS::KMS::Key") if lid.startswith("MessagingQueueKey")
+                ]
+                assert refers_to(props["KmsMasterKeyId"], queue_key)
+            else:
+                assert props["SqsManagedSseEnabled"] is True
+
+
+def test_two_runtime_config_has_two_runtime_queues(two_synth: Synth) -> None:
+    stack = two_synth.config.stack_name
+    names = {p["QueueName"] for p in two_synth.props("AWS::SQS::Queue")}
+    assert names == {
+        "sdtwo-fast-queue",
+        "sdtwo-fast-dlq",
+        "sdtwo-webui-queue",
+        "sdtwo-webui-dlq",
+        naming.karpenter_interruption_queue(stack),
+    }
+
+
+def test_subscriptions_filter_on_runtime_with_raw_delivery(any_synth: Synth) -> None:
+    cfg = any_synth.config
+    tasks_id = logical_id_of(any_synth, "AWS::SNS::Topic", TopicName=naming.tasks_topic(cfg.stack_name))
+    subs = any_synth.props("AWS::SNS::Subscription")
+    sqs_subs = [s for s in subs if s["Protocol"] == "sqs"]
+    assert len(sqs_subs) == len(cfg.models_runtime)
+    for runtime in cfg.models_runtime:
+        queue_id, _ = queue_ids(any_synth, runtime.name)
+        (sub,) = [s for s in sqs_subs if refers_to(s["Endpoint"], queue_id)]
+        assert refers_to(sub["TopicArn"], tasks_id)
+        assert sub["RawMessageDelivery"] is True
+        assert sub["FilterPolicyScope"] == "MessageAttributes"
+        assert sub["FilterPolicy"] == runtime_filter_policy(cfg, runtime)
+        # Only the tasks topic may send to the queue, and only over its own subscription.
+        (policy,) = [p for p in any_synth.props("AWS::SQS::QueuePolicy") if refers_to(p["Queues"], queue_id)]
+        allows = [s for s in statements(policy["PolicyDocument"]) if s["Effect"] == "Allow"]
+        assert len(allows) == 1
+        assert allows[0]["Action"] == "sqs:SendMessage"
+        assert allows[0]["Principal"] == {"Service": "sns.amazonaws.com"}
+        assert refers_to(allows[0]["Condition"]["ArnEquals"]["aws:SourceArn"], tasks_id)
+
+
+def test_legacy_model_routing_is_an_or_filter(two_synth: Synth) -> None:
+    policies = [s["FilterPolicy"] for s in two_synth.props("AWS::SNS::Subscription") if "FilterPolicy" in s]
+    assert {"runtime": ["fast"]} in policies
+    assert {"$or": [{"runtime": ["webui"]}, {"sd_model_checkpoint": ["v1-5-pruned-emaonly.safetensors"]}]} in policies
+
+
+# -- storage --------------------------------------------------------------------------------------------------
+
+
+def output_bucket_id(synth: Synth) -> str:
+    (lid,) = [lid for lid in synth.of_type("AWS::S3::Bucket") if lid.startswith("StorageOutputs")]
+    return lid
+
+
+def test_output_bucket_encrypted_tls_only_private_and_logged(any_synth: Synth) -> None:
+    bucket_id = output_bucket_id(any_synth)
+    template = Template.from_json({"Resources": {bucket_id: any_synth.resources[bucket_id]}})
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "LoggingConfiguration": {"DestinationBucketName": Match.any_value(), "LogFilePrefix": "outputs/"},
+        },
+    )
+    (policy,) = [p for p in any_synth.props("AWS::S3::BucketPolicy") if refers_to(p["Bucket"], bucket_id)]
+    assert any(
+        s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for s in statements(policy["PolicyDocument"])
+    )
+    assert any_synth.resources[bucket_id]["DeletionPolicy"] == "Retain"
+
+
+def test_output_expiry_only_when_configured(default_synth: Synth, two_synth: Synth) -> None:
+    def rules(synth: Synth) -> list[dict[str, Any]]:
+        return synth.resources[output_bucket_id(synth)]["Properties"]["LifecycleConfiguration"]["Rules"]
+
+    assert not any("ExpirationInDays" in r for r in rules(default_synth))
+    assert {"ExpirationInDays": 7, "Status": "Enabled"} in rules(two_synth)
+    assert any("AbortIncompleteMultipartUpload" in r for r in rules(default_synth))
+
+
+# -- API ------------------------------------------------------------------------------------------------------
+
+
+def test_status_table(any_synth: Synth) -> None:
+    (table,) = any_synth.props("AWS::DynamoDB::Table")
+    assert table["TableName"] == naming.status_table(any_synth.config.stack_name)
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table["AttributeDefinitions"] == [{"AttributeName": "id", "AttributeType": "S"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def function_ids(synth: Synth) -> dict[str, str]:
+    found = {}
+    for lid, res in synth.of_type("AWS::Lambda::Function").items():
+        handler = res["Properties"].get("Handler", "")
+        if handler.startswith("task_api."):
+            found[handler.split(".")[1]] = lid
+    return found
+
+
+def test_routes_require_api_keys_and_reach_their_functions(any_synth: Synth) -> None:
+    functions = function_ids(any_synth)
+    resources = {lid: p for lid, p in any_synth.of_type("AWS::ApiGateway::Resource").items()}
+
+    def path_of(resource: Any) -> str:
+        parts = []
+        while isinstance(resource, dict) and "Ref" in resource and resource["Ref"] in resources:
+            props = resources[resource["Ref"]]["Properties"]
+            parts.append(props["PathPart"])
+            resource = props["ParentId"]
+        return "/" + "/".join(reversed(parts))
+
+    routes = {}
+    for method in any_synth.props("AWS::ApiGateway::Method"):
+        assert method["ApiKeyRequired"] is True
+        target = next(name for name, lid in functions.items() if refers_to(method["Integration"]["Uri"], lid))
+        routes[(method["HttpMethod"], path_of(method["ResourceId"]))] = target
+    assert routes == {
+        ("POST", "/v1alpha2"): "submit",
+        ("POST", "/tasks"): "submit",
+        ("GET", "/tasks/{id}"): "status",
+        ("DELETE", "/tasks/{id}"): "cancel",
+    }
+
+
+def test_stage_usage_plan_and_key_follow_the_config(any_synth: Synth) -> None:
+    cfg = any_synth.config
+    (stage,) = any_synth.props("AWS::ApiGateway::Stage")
+    assert stage["StageName"] == cfg.apigw.stage_name
+    assert stage["TracingEnabled"] is True
+    assert "DestinationArn" in stage["AccessLogSetting"]
+    # The access log format never includes the API key header or the request body.
+    assert "x-api-key" not in stage["AccessLogSetting"]["Format"].lower()
+    assert "$context.requestId" in stage["AccessLogSetting"]["Format"]
+    (plan,) = any_synth.props("AWS::ApiGateway::UsagePlan")
+    assert plan["Throttle"] == {
+        "RateLimit": cfg.apigw.throttle.rate_limit,
+        "BurstLimit": cfg.apigw.throttle.burst_limit,
+    }
+    (key,) = any_synth.props("AWS::ApiGateway::ApiKey")
+    assert key.get("Name") == cfg.api.key_name  # None (generated) unless api.keyName is set
+    (plan_key,) = any_synth.props("AWS::ApiGateway::UsagePlanKey")
+    assert plan_key["KeyType"] == "API_KEY"
+    responses = {p["ResponseType"]: p for p in any_synth.props("AWS::ApiGateway::GatewayResponse")}
+    template = json.loads(
+        responses["DEFAULT_4XX"]["ResponseTemplates"]["application/json"].replace(
+            "$context.error.messageString", '"msg"'
+        )
+    )
+    assert template == {"error": {"code": "client_error", "message": "msg", "fields": []}}
+
+
+def test_task_functions(any_synth: Synth) -> None:
+    cfg = any_synth.config
+    functions = function_ids(any_synth)
+    assert set(functions) == {"submit", "status", "cancel"}
+    code_keys = set()
+    for name, lid in functions.items():
+        props = any_synth.resources[lid]["Properties"]
+        assert props["Handler"] == f"task_api.{name}.handler"
+        assert props["Runtime"] == f"python{versions.LAMBDA_PYTHON}"
+        assert props["Architectures"] == ["arm64"]
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        env = props["Environment"]["Variables"]
+        assert env["RUNTIMES"] == ",".join(runtime_names(cfg))
+        assert env["STATUS_TTL_DAYS"] == str(cfg.outputs.status_ttl_days)
+        assert {"TASKS_TOPIC_ARN", "STATUS_TABLE", "OUTPUT_BUCKET"} <= set(env)
+        code_keys.add(flat(props["Code"]["S3Key"]))
+    assert len(code_keys) == 1, "the three functions share one asset"
+
+
+def test_lambda_asset_bundles_sources_and_platform_wheels(default_synth: Synth) -> None:
+    code = default_synth.resources[function_ids(default_synth)["submit"]]["Properties"]["Code"]
+    asset_hash = flat(code["S3Key"]).removesuffix(".zip")
+    manifest = json.loads((default_synth.outdir / f"{default_synth.stack.artifact_id}.assets.json").read_text())
+    bundle = default_synth.outdir / manifest["files"][asset_hash]["source"]["path"]
+    assert (bundle / "task_api" / "submit.py").is_file()
+    assert (bundle / "contract" / "request.py").is_file()
+    assert (bundle / "aws_lambda_powertools").is_dir()
+    cores = list((bundle / "pydantic_core").glob("_pydantic_core.cpython-*-aarch64-linux-gnu.so"))
+    assert len(cores) == 1, "pydantic-core must be the Lambda platform's (arm64) build"
+    # boto3/botocore come from the Lambda runtime; a bundled copy would shadow it with a mismatched version.
+    assert not (bundle / "botocore").exists() and not (bundle / "boto3").exists()
+    assert not list(bundle.rglob("__pycache__"))
+
+
+# -- IAM ------------------------------------------------------------------------------------------------------
+
+
+def test_no_wildcard_actions_anywhere_on_data_resources(any_synth: Synth) -> None:
+    data_ids = [lid for t in DATA_TYPES for lid in any_synth.of_type(t)]
+    checked = 0
+    for owner, statement in policy_statements(any_synth):
+        actions = as_list(statement.get("Action", []))
+        assert "*" not in actions, owner
+        assert not any(re.fullmatch(r"[a-z0-9-]+:\*", a) for a in actions), (owner, actions)
+        resources = as_list(statement.get("Resource", []))
+        if any(refers_to(r, lid) for r in resources for lid in data_ids):
+            checked += 1
+            assert not any("*" in a for a in actions), (owner, actions)
+    assert checked >= 8
+
+
+def test_runtime_roles_touch_only_their_own_queue(any_synth: Synth) -> None:
+    cfg = any_synth.config
+    queues = {r.name: queue_ids(any_synth, r.name)[0] for r in cfg.models_runtime}
+    for runtime in cfg.models_runtime:
+        (role_id,) = [
+            lid for lid in any_synth.of_type("AWS::IAM::Role") if lid.startswith(f"RuntimesRole{runtime.name}")
+        ]
+        granted = role_statements(any_synth, role_id)
+        sqs = [s for s in granted if any(a.startswith("sqs:") for a in as_list(s["Action"]))]
+        assert len(sqs) == 1
+        assert sorted(as_list(sqs[0]["Action"])) == sorted(
+            [
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:GetQueueAttributes",
+                "sqs:GetQueueUrl",
+            ]
+        )
+        assert refers_to(sqs[0]["Resource"], queues[runtime.name])
+        for other, other_id in queues.items():
+            if other != runtime.name:
+                assert not any(refers_to(s, other_id) for s in granted), f"{runtime.name} may touch {other}"
+        actions = {a for s in granted for a in as_list(s["Action"])}
+        assert {"sns:Publish", "s3:PutObject", "dynamodb:UpdateItem", "s3:ListBucket"} <= actions
+        assert not actions & {"dynamodb:DeleteItem", "dynamodb:Scan", "s3:DeleteObject", "sqs:SendMessage"}
+        model_reads = [s for s in granted if s["Action"] == "s3:GetObject" and "Sid" in s and s["Sid"] == "ReadModels"]
+        assert model_reads[0]["Resource"] == f"{cfg.model_bucket_arn}/*"
+
+
+def test_lambda_roles_are_least_privilege(any_synth: Synth) -> None:
+    roles = {
+        name: next(lid for lid in any_synth.of_type("AWS::IAM::Role") if lid.startswith(f"Api{name.capitalize()}Role"))
+        for name in ("submit", "status", "cancel")
+    }
+    actions = {
+        name: {a for s in role_statements(any_synth, lid) for a in as_list(s["Action"])} for name, lid in roles.items()
+    }
+    assert "sns:Publish" in actions["submit"] and "dynamodb:PutItem" in actions["submit"]
+    assert "sns:Publish" not in actions["status"] | actions["cancel"]
+    assert not actions["status"] & {"dynamodb:PutItem", "dynamodb:UpdateItem"}
+    assert "s3:GetObject" in actions["status"] and "s3:GetObject" not in actions["submit"]
+    assert "dynamodb:UpdateItem" in actions["cancel"] and "dynamodb:PutItem" not in actions["cancel"]
+    # No AWS managed policy (AWSLambdaBasicExecutionRole would allow writing to any log group).
+    for lid in roles.values():
+        assert "ManagedPolicyArns" not in any_synth.resources[lid]["Properties"]
+
+
+def test_pod_identity_associations_and_trust(any_synth: Synth) -> None:
+    cfg = any_synth.config
+    associations = {
+        (p["Namespace"], p["ServiceAccount"]): p for p in any_synth.props("AWS::EKS::PodIdentityAssociation")
+    }
+    expected = {("kube-system", "karpenter"), ("keda", "keda-operator")}
+    expected |= {(r.namespace, naming.runtime_service_account(r.name)) for r in cfg.models_runtime}
+    assert set(associations) == expected
+    addons = {p["AddonName"]: p for p in any_synth.props("AWS::EKS::Addon")}
+    assert addons["aws-mountpoint-s3-csi-driver"]["PodIdentityAssociations"][0]["ServiceAccount"] == "s3-csi-driver-sa"
+    assert (
+        addons["amazon-cloudwatch-observability"]["PodIdentityAssociations"][0]["ServiceAccount"] == "cloudwatch-agent"
+    )
+    role_arns = [p["RoleArn"] for p in associations.values()]
+    role_arns += [a["PodIdentityAssociations"][0]["RoleArn"] for a in addons.values() if "PodIdentityAssociations" in a]
+    for role_arn in role_arns:
+        role = any_synth.resources[role_arn["Fn::GetAtt"][0]]["Properties"]
+        (trust,) = list(statements(role["AssumeRolePolicyDocument"]))
+        assert trust["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+        assert sorted(as_list(trust["Action"])) == ["sts:AssumeRole", "sts:TagSession"]
+
+
+# -- cluster --------------------------------------------------------------------------------------------------
+
+
+def test_cluster_version_logging_encryption_and_system_nodes(any_synth: Synth) -> None:
+    cfg = any_synth.config
+    (cluster,) = any_synth.props("AWS::EKS::Cluster")
+    assert cluster["Version"] == cfg.kubernetes_version == "1.35"
+    assert cluster["Name"] == naming.cluster_name(cfg.stack_name)
+    assert len(cluster["Logging"]["ClusterLogging"]["EnabledTypes"]) == 5
+    assert cluster["EncryptionConfig"][0]["Resources"] == ["secrets"]
+    assert cluster["AccessConfig"]["AuthenticationMode"] == "API"
+    (nodes,) = any_synth.props("AWS::EKS::Nodegroup")
+    count = cfg.cluster_components.desired_count
+    assert nodes["ScalingConfig"] == {"DesiredSize": count, "MaxSize": count, "MinSize": count}
+    assert nodes["InstanceTypes"] == [cfg.cluster_components.instance_type]
+    assert nodes["AmiType"] == ("AL2023_ARM_64_STANDARD" if cfg.cluster_components.is_arm else "AL2023_x86_64_STANDARD")
+    # The kubectl layer matches the control plane version.
+    layers = [p for p in any_synth.props("AWS::Lambda::LayerVersion") if "kubectl" in p.get("Description", "").lower()]
+    assert layers and all("v1.35" in p["Description"] or "1.35" in p["Description"] for p in layers)
+
+
+def test_cluster_addons(any_synth: Synth) -> None:
+    addons = {p["AddonName"] for p in any_synth.props("AWS::EKS::Addon")}
+    assert addons == {"eks-pod-identity-agent", "aws-mountpoint-s3-csi-driver", "amazon-cloudwatch-observability"}
+    (csi_role_id,) = [lid for lid in any_synth.of_type("AWS::IAM::Role") if lid.startswith("EksS3CsiDriverRole")]
+    granted = role_statements(any_synth, csi_role_id)
+    bucket = any_synth.config.model_bucket_arn
+    assert {(s["Action"], s["Resource"]) for s in granted} == {
+        ("s3:ListBucket", bucket),
+        ("s3:GetObject", f"{bucket}/*"),
+    }
+    cw = next(p for p in any_synth.props("AWS::EKS::Addon") if p["AddonName"] == "amazon-cloudwatch-observability")
+    config = json.loads(cw["ConfigurationValues"])
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in config["tolerations"]
+
+
+def test_karpenter_with_interruption_handling(any_synth: Synth) -> None:
+    stack = any_synth.config.stack_name
+    release = helm_releases(any_synth)["karpenter"]
+    assert release["Repository"] == versions.KARPENTER_CHART
+    assert release["Version"] == versions.KARPENTER_VERSION
+    queue_id = logical_id_of(any_synth, "AWS::SQS::Queue", QueueName=naming.karpenter_interruption_queue(stack))
+    values = helm_values(release)
+    assert values["settings"] == {
+        "clusterName": naming.cluster_name(stack),
+        "interruptionQueue": f"${{{queue_id}.QueueName}}",
+    }
+    rules = any_synth.props("AWS::Events::Rule")
+    detail_types = {t for r in rules for t in r["EventPattern"]["detail-type"]}
+    assert detail_types == {
+        "AWS Health Event",
+        "EC2 Spot Instance Interruption Warning",
+        "EC2 Instance Rebalance Recommendation",
+        "EC2 Instance State-change Notification",
+    }
+    assert all(refers_to(r["Targets"], queue_id) for r in rules)
+    (node_role_id,) = [lid for lid in any_synth.of_type("AWS::IAM::Role") if lid.startswith("EksKarpenterNodeRole")]
+    (profile,) = any_synth.props("AWS::IAM::InstanceProfile")
+    assert refers_to(profile["Roles"], node_role_id)
+    entries = [p for p in any_synth.props("AWS::EKS::AccessEntry") if p.get("Type") == "EC2_LINUX"]
+    assert len(entries) == 1 and refers_to(entries[0]["PrincipalArn"], node_role_id)
+    (controller_id,) = [
+        lid for lid in any_synth.of_type("AWS::IAM::Role") if lid.startswith("EksKarpenterControllerRole")
+    ]
+    granted = role_statements(any_synth, controller_id)
+    (pass_role,) = [s for s in granted if s["Action"] == "iam:PassRole"]
+    assert refers_to(pass_role["Resource"], node_role_id)
+    launches = [s for s in granted if "ec2:RunInstances" in as_list(s["Action"]) and "Condition" in s]
+    assert launches and all("owned" in json.dumps(s["Condition"]) for s in launches)
+
+
+def test_keda_and_dcgm_exporter(any_synth: Synth) -> None:
+    releases = helm_releases(any_synth)
+    assert releases["keda"]["Repository"] == versions.KEDA_REPOSITORY
+    assert releases["keda"]["Version"] == versions.KEDA_VERSION
+    dcgm = releases["dcgm-exporter"]
+    assert dcgm["Repository"] == versions.DCGM_EXPORTER_REPOSITORY
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in helm_values(dcgm)["tolerations"]
+    (keda_role,) = [lid for lid in any_synth.of_type("AWS::IAM::Role") if lid.startswith("EksKedaOperatorRole")]
+    (statement,) = role_statements(any_synth, keda_role)
+    assert statement["Action"] == "sqs:GetQueueAttributes"
+    queues = [queue_ids(any_synth, r.name)[0] for r in any_synth.config.models_runtime]
+    assert len(as_list(statement["Resource"])) == len(queues)
+    assert all(refers_to(statement["Resource"], q) for q in queues)
+
+
+def test_cluster_admins_from_config(two_synth: Synth, default_synth: Synth) -> None:
+    def admins(synth: Synth) -> list[str]:
+        return [
+            flat(p["PrincipalArn"])
+            for p in synth.props("AWS::EKS::AccessEntry")
+            if "AmazonEKSClusterAdminPolicy" in json.dumps(p.get("AccessPolicies", []))
+        ]
+
+    assert "arn:aws:iam::123456789012:role/platform-admins" in admins(two_synth)
+    assert len(admins(two_synth)) == len(admins(default_synth)) + 1
+
+
+# -- runtimes -------------------------------------------------------------------------------------------------
+
+
+def test_one_helm_release_per_runtime_with_owned_values(any_synth: Synth) -> None:
+    cfg = any_synth.config
+    releases = helm_releases(any_synth)
+    (node_role_id,) = [lid for lid in any_synth.of_type("AWS::IAM::Role") if lid.startswith("EksKarpenterNodeRole")]
+    for runtime in cfg.models_runtime:
+        release = releases[runtime.name]
+        assert release["Namespace"] == runtime.namespace
+        assert release["CreateNamespace"] is True
+        assert "s3://" in flat(release["ChartAssetURL"])  # the local chart, shipped as an asset
+        values = helm_values(release)
+        queue_id, _ = queue_ids(any_synth, runtime.name)
+        agent = values["runtime"]["queueAgent"]
+        assert agent["sqsQueueUrl"] == f"${{{queue_id}}}"
+        assert agent["snsTopicArn"].startswith("${MessagingResultsTopic")
+        assert agent["statusTable"].startswith("${ApiStatusTable")
+        assert agent["s3Bucket"].startswith("${StorageOutputs")
+        assert agent["dynamicModel"] is runtime.dynamic_model
+        assert values["global"]["runtime"] == runtime.name
+        assert values["global"]["clusterName"] == naming.cluster_name(cfg.stack_name)
+        assert values["runtime"]["type"] == runtime.type
+        assert values["runtime"]["serviceAccountName"] == naming.runtime_service_account(runtime.name)
+        assert values["runtime"]["jobTimeoutSeconds"] == cfg.job_timeout_seconds
+        assert values["runtime"]["inferenceApi"]["modelFilename"] == (runtime.model_filename or "")
+        assert values["runtime"]["persistence"]["s3"]["modelBucket"] == cfg.model_bucket_name
+        assert values["karpenter"]["nodeTemplate"]["iamRole"] == f"${{{node_role_id}}}"
+        assert ".dkr.ecr." in agent["image"]["repository"] and agent["image"]["tag"]
+
+
+def test_extra_values_merge_but_cannot_rewire(two_synth: Synth, default_synth: Synth) -> None:
+    fast = helm_values(helm_releases(two_synth)["fast"])
+    assert fast["runtime"]["scaling"] == {"maxReplicaCount": 7}
+    assert "example.invalid" not in json.dumps(fast)
+    default = helm_values(helm_releases(default_synth)["sdruntime"])
+    assert default["runtime"]["scaling"]["maxReplicaCount"] == 5
+    assert default["karpenter"]["provisioner"]["instanceType"] == ["g6.2xlarge", "g5.2xlarge"]
+
+
+def test_runtime_images(two_synth: Synth) -> None:
+    releases = helm_releases(two_synth)
+    diffusers = helm_values(releases["fast"])["runtime"]["inferenceApi"]["image"]
+    assert ".dkr.ecr." in diffusers["repository"] and diffusers["tag"]
+    webui = helm_values(releases["webui"])["runtime"]["inferenceApi"]["image"]
+    assert webui["repository"] == versions.COMMUNITY_RUNTIME_IMAGES["sdwebui"]
+    # One agent image serves every runtime.
+    agents = {json.dumps(helm_values(releases[n])["runtime"]["queueAgent"]["image"]) for n in ("fast", "webui")}
+    assert len(agents) == 1
+
+
+def test_images_are_staged_for_deploy_time_builds(any_synth: Synth) -> None:
+    manifest = json.loads((any_synth.outdir / f"{any_synth.stack.artifact_id}.assets.json").read_text())
+    images = {a["displayName"]: a["source"] for a in manifest["dockerImages"].values()}
+    assert images["queue-agent"]["dockerFile"] == "docker/queue-agent.Dockerfile"
+    assert images["queue-agent"]["platform"] == "linux/amd64"
+    contexts = {
+        name: sorted(p.name for p in (any_synth.outdir / src["directory"]).iterdir()) for name, src in images.items()
+    }
+    assert contexts["queue-agent"] == ["constraints.txt", "contract", "docker", "pyproject.toml", "queue_agent"]
+    if "inference-api" in contexts:
+        assert contexts["inference-api"] == ["constraints.txt", "contract", "docker", "inference_api", "pyproject.toml"]
+    for name, src in images.items():
+        staged = any_synth.outdir / src["directory"]
+        assert not list(staged.rglob("__pycache__")), name
+        assert (staged / src["dockerFile"]).is_file()
+
+
+# -- observability --------------------------------------------------------------------------------------------
+
+
+def test_alarms_notify_the_alarm_topic(any_synth: Synth) -> None:
+    cfg = any_synth.config
+    alarm_topic = logical_id_of(any_synth, "AWS::SNS::Topic", TopicName=naming.alarms_topic(cfg.stack_name))
+    alarms = any_synth.props("AWS::CloudWatch::Alarm")
+    assert all(refers_to(a["AlarmActions"], alarm_topic) for a in alarms)
+    by_metric: dict[str, list[dict[str, Any]]] = {}
+    for alarm in alarms:
+        by_metric.setdefault(alarm["MetricName"], []).append(alarm)
+    runtimes = len(cfg.models_runtime)
+    assert len(by_metric["ApproximateAgeOfOldestMessage"]) == runtimes
+    assert {a["Threshold"] for a in by_metric["ApproximateAgeOfOldestMessage"]} == {
+        cfg.observability.oldest_message_alarm_seconds
+    }
+    dlq_ids = {queue_ids(any_synth, r.name)[1] for r in cfg.models_runtime}
+    dlq_alarms = by_metric["ApproximateNumberOfMessagesVisible"]
+    assert len(dlq_alarms) == runtimes
+    assert all(any(refers_to(a["Dimensions"], d) for d in dlq_ids) for a in dlq_alarms)
+    assert len(by_metric["NumberOfNotificationsFailed"]) == 2
+    assert len(by_metric["Errors"]) == 3
+    assert len(by_metric["5XXError"]) == 1
+    (agent,) = by_metric["QueueAgentErrors"]
+    assert agent["Namespace"] == "SdAsync"
+    (metric_filter,) = any_synth.props("AWS::Logs::MetricFilter")
+    assert "queue-agent" in metric_filter["FilterPattern"] and "ERROR" in metric_filter["FilterPattern"]
+    groups = [p.get("LogGroupName") for p in any_synth.props("AWS::Logs::LogGroup")]
+    assert f"/aws/containerinsights/{naming.cluster_name(cfg.stack_name)}/application" in groups
+    assert len(any_synth.of_type("AWS::CloudWatch::Dashboard")) == 1
+
+
+def test_alarm_email_only_when_configured(default_synth: Synth, two_synth: Synth) -> None:
+    assert not [s for s in default_synth.props("AWS::SNS::Subscription") if s["Protocol"] == "email"]
+    (email,) = [s for s in two_synth.props("AWS::SNS::Subscription") if s["Protocol"] == "email"]
+    assert email["Endpoint"] == "ops@example.com"
+
+
+def test_every_log_group_has_a_retention(any_synth: Synth) -> None:
+    assert all("RetentionInDays" in p for p in any_synth.props("AWS::Logs::LogGroup"))
+    access = [
+        p
+        for lid, p in ((lid, r["Properties"]) for lid, r in any_synth.of_type("AWS::Logs::LogGroup").items())
+        if lid.startswith("ApiAccessLogs")
+    ]
+    assert access[0]["RetentionInDays"] == any_synth.config.api.access_log_retention_days
+
+
+# -- outputs, environment ---------------------------------------------------------------------------------------
+
+
+def test_stack_outputs(any_synth: Synth) -> None:
+    outputs = any_synth.template["Outputs"]
+    for name in ("ApiEndpoint", "ApiKeyCommand", "TasksTopicArn", "ResultsTopicArn", "OutputBucket", "StatusTable"):
+        assert name in outputs
+    assert "aws apigateway get-api-key" in flat(outputs["ApiKeyCommand"]["Value"])
+    assert "--include-value" in flat(outputs["ApiKeyCommand"]["Value"])
+    for runtime in any_synth.config.models_runtime:
+        suffix = "".join(p.capitalize() for p in runtime.name.split("-"))
+        queue_id, _ = queue_ids(any_synth, runtime.name)
+        assert outputs[f"QueueUrl{suffix}"]["Value"] == {"Ref": queue_id}
+
+
+def test_synth_is_environment_agnostic(default_synth: Synth) -> None:
+    manifest = json.loads((default_synth.outdir / "manifest.json").read_text())
+    artifact = manifest["artifacts"][default_synth.stack.artifact_id]
+    assert artifact["environment"] == "aws://unknown-account/unknown-region"
+    text = json.dumps(default_synth.template)
+    assert "Fn::GetAZs" in text
+    assert not re.search(r"\b\d{12}\b", text), "no account id may be hard-coded"
+
+
+@pytest.mark.parametrize("name", ["ApiEndpoint", "ClusterName"])
+def test_outputs_have_descriptions(default_synth: Synth, name: str) -> None:
+    assert default_synth.template["Outputs"][name]["Description"]
