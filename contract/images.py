@@ -19,7 +19,8 @@ def iter_image_fields(tasktype: TaskType, content: Any) -> Iterator[tuple[Path, 
         return
     if tasktype is TaskType.PIPELINE:
         for node_id, node in content.items():
-            if isinstance(node, dict) and node.get("class_type") in {"LoadImage", "LoadImageMask"}:
+            # A tuple, not a set: class_type is client data and may be unhashable (a list, an object).
+            if isinstance(node, dict) and node.get("class_type") in ("LoadImage", "LoadImageMask"):
                 inputs = node.get("inputs")
                 if isinstance(inputs, dict) and _looks_like_ref(inputs.get("image")):
                     yield (node_id, "inputs", "image"), inputs["image"]

@@ -120,6 +120,7 @@ class TaskService:
         message = to_queue_message(request, submitted_at=now)
         logger.append_keys(task_id=message.id)
         tracer.put_annotation("task_id", message.id)
+        _check_message_attributes(message)
         _check_message_size(message)
         record = StatusRecord(
             id=message.id,
@@ -273,6 +274,26 @@ def _only_from(update: dict[str, Any], status: TaskStatus) -> dict[str, Any]:
     }
 
 
+# Characters SNS accepts in a message attribute value (those XML 1.0 allows).
+_SNS_TEXT_RE = re.compile("^[\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]+$")
+# Where each attribute's value comes from in the request, to name it in an error.
+_ATTRIBUTE_FIELDS = {
+    "runtime": "task.metadata.runtime",
+    "sd_model_checkpoint": "task.content.override_settings.sd_model_checkpoint",
+}
+
+
+def _check_message_attributes(message: QueueMessage) -> None:
+    # SNS refuses empty attribute values and characters outside XML's; that is the request's fault, not ours.
+    for name, attribute in message.message_attributes().items():
+        if not _SNS_TEXT_RE.match(attribute["StringValue"]):
+            raise ContractError.single(
+                _ATTRIBUTE_FIELDS.get(name, name),
+                "sns_attribute",
+                "must be non-empty text without control characters (it routes the task as an SNS attribute)",
+            )
+
+
 def _check_message_size(message: QueueMessage) -> None:
     # SNS counts the body and every attribute's name, type and value against its 256 KiB cap.
     size = len(message.model_dump_json().encode())
@@ -295,5 +316,5 @@ def _context_error(reason: str) -> ContractError:
         "task.metadata.context",
         "storable",
         f"context cannot be stored ({reason}); keep it plain JSON, at most 30 levels deep, "
-        "with numbers of at most 38 digits",
+        "with non-empty keys and numbers of at most 38 digits",
     )

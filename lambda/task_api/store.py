@@ -23,7 +23,7 @@ _DESERIALIZER = TypeDeserializer()
 
 
 class UnstorableValue(ValueError):
-    """A value DynamoDB cannot hold (NaN, a number beyond 38 digits, nesting over 32 levels)."""
+    """A value DynamoDB cannot hold (NaN, a number beyond 38 digits, an empty map key, nesting over 32 levels)."""
 
 
 def to_attributes(item: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +49,9 @@ def _decimalize(value: Any, depth: int) -> Any:
         # repr gives the shortest string that round-trips, so 0.1 stays 0.1 rather than its binary expansion.
         return Decimal(repr(value))
     if isinstance(value, dict):
+        # Map keys follow DynamoDB's attribute-name rules: at least one character.
+        if "" in value:
+            raise UnstorableValue("objects with an empty key cannot be stored")
         return {k: _decimalize(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
         return [_decimalize(v, depth + 1) for v in value]

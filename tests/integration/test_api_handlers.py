@@ -139,7 +139,9 @@ def test_malformed_bodies_are_400_with_fields(api_stack: ApiStack, body: str, ru
 
 
 @pytest.mark.parametrize(
-    "context", [10**40, {"n": -(10**39)}, json.loads("[" * 40 + "]" * 40)], ids=["bigint", "nested-bigint", "deep"]
+    "context",
+    [10**40, {"n": -(10**39)}, json.loads("[" * 40 + "]" * 40), {"a": [{"": 1}]}],
+    ids=["bigint", "nested-bigint", "deep", "empty-key"],
 )
 def test_a_context_dynamodb_cannot_hold_is_400_not_500(api_stack: ApiStack, context: Any) -> None:
     body = t2i("ctx")
@@ -148,6 +150,26 @@ def test_a_context_dynamodb_cannot_hold_is_400_not_500(api_stack: ApiStack, cont
     assert answer.status == 400
     assert answer.json["error"]["fields"][0]["field"] == "task.metadata.context"
     assert api_stack.drain("sdruntime") == []
+
+
+@pytest.mark.parametrize("model", ["", "bad\u0000name"])
+def test_a_model_name_sns_cannot_carry_is_400(api_stack: ApiStack, model: str) -> None:
+    answer = call(app.handler, "POST", "/tasks", t2i("m-1", override_settings={"sd_model_checkpoint": model}))
+    assert answer.status == 400
+    assert answer.json["error"]["fields"][0]["field"] == "task.content.override_settings.sd_model_checkpoint"
+    assert api_stack.item("m-1") is None
+
+
+def test_a_workflow_node_with_an_object_as_class_type_is_400(api_stack: ApiStack) -> None:
+    body = {
+        "task": {
+            "metadata": {"runtime": "sdruntime", "tasktype": "pipeline"},
+            "content": {"1": {"class_type": {}, "inputs": {}}},
+        }
+    }
+    answer = call(app.handler, "POST", "/tasks", body)
+    assert answer.status == 400
+    assert answer.json["error"]["fields"][0]["field"] == "task.content.1.class_type"
 
 
 def test_deeply_nested_json_is_400(api_stack: ApiStack) -> None:
