@@ -1,0 +1,65 @@
+"""The web page in a real browser (Debian's chromium): submit a prompt, see the image in the gallery."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+from local_stack.stack import LocalStack
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        pytest.fail("chromium is missing: install it with `apt-get install -y chromium` (see README, tests)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def test_submit_a_prompt_and_see_the_image(stack: LocalStack, browser: Browser, tmp_path: Path):
+    page = browser.new_page(viewport={"width": 1200, "height": 860})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(stack.page_url)
+    # The key arrived in the fragment, was stored, and the fragment was dropped from the address bar.
+    assert page.input_value("#api-key") == stack.api_key
+    assert stack.api_key not in page.url
+    assert page.eval_on_selector_all("#runtime option", "options => options.map(o => o.value)") == ["sdruntime"]
+
+    page.fill("#prompt", "a watercolor fox in the snow")
+    page.select_option("#size", "64")
+    page.fill("#steps", "2")
+    page.fill("#seed", "11")
+    page.click("#submit")
+
+    row = page.locator("#tasks tbody tr").first
+    row.wait_for()
+    task_id = row.get_attribute("data-task-id")
+    assert task_id
+    image = page.locator(f'#gallery figure[data-task-id="{task_id}"] img')
+    image.wait_for(timeout=120_000)
+    # Loaded for real: the browser fetched and decoded the presigned S3 URL.
+    page.wait_for_function("img => img.complete && img.naturalWidth === 64", arg=image.element_handle())
+    assert row.locator(".status").inner_text() == "completed"
+    assert page.locator("#no-images").is_hidden()
+    page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
+    assert (tmp_path / "playground.png").stat().st_size > 10_000
+    assert errors == []
