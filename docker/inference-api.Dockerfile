@@ -27,18 +27,20 @@ RUN python3 -m venv /opt/venv \
 
 FROM ${CUDA_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive
+# Runs as uid 1000 (the chart's runAsUser); Ubuntu images ship an "ubuntu" user holding it.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 libgl1 libglib2.0-0 \
+    && apt-get install -y --no-install-recommends python3 \
     && rm -rf /var/lib/apt/lists/* \
-    && groupadd --gid 10001 runtime \
-    && useradd --uid 10001 --gid runtime --create-home --shell /usr/sbin/nologin runtime
+    && (userdel --remove ubuntu 2>/dev/null || true) \
+    && groupadd --gid 1000 runtime \
+    && useradd --uid 1000 --gid runtime --create-home --shell /usr/sbin/nologin runtime
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_OFFLINE=1 \
     HOME=/home/runtime
-USER 10001:10001
+USER 1000:1000
 EXPOSE 8080
 # Models come from the Mountpoint-for-S3 volume the chart mounts at /models.
 ENTRYPOINT ["python", "-m", "inference_api"]

@@ -15,12 +15,13 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install -c constraints.txt ".[agent]"
 
 FROM ${PYTHON_IMAGE}
-RUN groupadd --gid 10001 agent && useradd --uid 10001 --gid agent --no-create-home --shell /usr/sbin/nologin agent
+# uid 1000: the chart's pod security context runs the containers as 1000 (runAsNonRoot).
+RUN groupadd --gid 1000 agent && useradd --uid 1000 --gid agent --no-create-home --shell /usr/sbin/nologin agent
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
-USER 10001:10001
+USER 1000:1000
 # Prometheus /metrics and /healthz (METRICS_PORT).
 EXPOSE 9090
 ENTRYPOINT ["python", "-m", "queue_agent"]

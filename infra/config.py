@@ -238,8 +238,8 @@ class OutputsConfig(_Model):
 
 
 class NetworkConfig(_Model):
-    nat_gateways: Annotated[int, Field(ge=1, le=3)] = Field(default=1, alias="natGateways")
-    max_azs: Annotated[int, Field(ge=2, le=3)] = Field(default=2, alias="maxAzs")
+    # The stack is environment-agnostic (synth needs no account), so the VPC spans two AZs: one NAT each at most.
+    nat_gateways: Annotated[int, Field(ge=1, le=2)] = Field(default=1, alias="natGateways")
     vpc_cidr: str = Field(default="10.0.0.0/16", alias="vpcCidr")
 
     @field_validator("vpc_cidr")
@@ -254,12 +254,6 @@ class NetworkConfig(_Model):
         if not 16 <= net.prefixlen <= 20:
             raise ValueError("must be a /16 to /20 block (room for public and private subnets in every AZ)")
         return value
-
-    @model_validator(mode="after")
-    def _nat_per_az(self) -> NetworkConfig:
-        if self.nat_gateways > self.max_azs:
-            raise ValueError(f"natGateways ({self.nat_gateways}) cannot exceed maxAzs ({self.max_azs})")
-        return self
 
 
 class ApiConfig(_Model):

@@ -17,7 +17,8 @@ class Network(Construct):
             self,
             "Vpc",
             ip_addresses=ec2.IpAddresses.cidr(config.vpc_cidr),
-            max_azs=config.max_azs,
+            # Environment-agnostic synth resolves AZs with Fn::GetAZs, which CDK limits to two.
+            max_azs=2,
             # One NAT is the sample's cost choice: GPU nodes pull images and models through it (S3 goes
             # through the gateway endpoint below, which is free and does not touch the NAT).
             nat_gateways=config.nat_gateways,

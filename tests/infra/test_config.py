@@ -186,9 +186,6 @@ def test_cross_field_rules_name_the_key() -> None:
     comfy = base()
     comfy["modelsRuntime"][0].update(type="comfyui", dynamicModel=True)
     cases.append((comfy, "modelsRuntime[0].dynamicModel", "not supported"))
-    nat = base()
-    nat["network"] = {"natGateways": 3, "maxAzs": 2}
-    cases.append((nat, "network", "cannot exceed maxAzs"))
     legacy = base()
     del legacy["modelsRuntime"][0]["modelFilename"]
     legacy["modelsRuntime"][0]["legacyModelRouting"] = True

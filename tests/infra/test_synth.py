@@ -605,6 +605,13 @@ def test_alarms_notify_the_alarm_topic(any_synth: Synth) -> None:
     assert len(any_synth.of_type("AWS::CloudWatch::Dashboard")) == 1
 
 
+def test_config_tags_reach_the_resources(two_synth: Synth) -> None:
+    tagged = [
+        p for p in two_synth.props("AWS::SQS::Queue") if {"Key": "project", "Value": "sd-async"} in p.get("Tags", [])
+    ]
+    assert len(tagged) == len(two_synth.props("AWS::SQS::Queue"))
+
+
 def test_alarm_email_only_when_configured(default_synth: Synth, two_synth: Synth) -> None:
     assert not [s for s in default_synth.props("AWS::SNS::Subscription") if s["Protocol"] == "email"]
     (email,) = [s for s in two_synth.props("AWS::SNS::Subscription") if s["Protocol"] == "email"]
