@@ -30,9 +30,11 @@ def to_attributes(item: dict[str, Any]) -> dict[str, Any]:
     """Plain values -> DynamoDB attribute values. Raises UnstorableValue."""
     try:
         return {key: _SERIALIZER.serialize(_decimalize(value, 1)) for key, value in item.items()}
-    except (TypeError, ValueError, ArithmeticError) as exc:
-        # The serializer traps inexact or out-of-range numbers with decimal signals (ArithmeticErrors).
-        raise UnstorableValue(str(exc) or type(exc).__name__) from None
+    except ArithmeticError:
+        # The serializer traps inexact or out-of-range numbers with decimal signals.
+        raise UnstorableValue("a number has over 38 significant digits or lies outside 1e-130..1e126") from None
+    except TypeError as exc:
+        raise UnstorableValue(str(exc)) from None
 
 
 def from_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
