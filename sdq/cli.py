@@ -166,7 +166,11 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO, transport: httpx.Ba
             return _wait_and_report(client, args.task_id, args, out, err)
         if args.command == "cancel":
             record = client.cancel(args.task_id)
-            out.write(f"{args.task_id}: {record.get('status', 'cancel requested')}\n")
+            status = record.get("status")
+            if status != "cancelled" and record.get("cancel_requested"):
+                # 202: a running job stops at the runtime's next step; `sdq wait` shows when.
+                status = f"cancel requested ({status}; the runtime is being interrupted)"
+            out.write(f"{args.task_id}: {status}\n")
             return EXIT_OK
     raise UsageError(f"unknown command {args.command!r}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ from local_stack.demo import input_image_png
 from local_stack.notifications import NotificationInbox
 from local_stack.resources import client
 from local_stack.stack import LocalStack
-from sdq.cli import EXIT_API, EXIT_OK
+from sdq.cli import EXIT_API, EXIT_OK, EXIT_TASK_FAILED
 from sdq.cli import main as sdq_main
 
 SIDE = 64
@@ -120,3 +121,35 @@ def test_sdq_drives_the_local_stack(stack: LocalStack, tmp_path: Path):
     assert code == EXIT_API
     assert "task.metadata.runtime" in err.getvalue() and "sdruntime" in err.getvalue()
     assert stack.api_key not in err.getvalue()
+
+
+def test_sdq_cancels_a_running_task(stack: LocalStack, inbox: NotificationInbox, api: httpx.Client):
+    conn = ["--endpoint", stack.api_url, "--api-key", stack.api_key]
+    out = io.StringIO()
+    # Long enough on the tiny model to be caught running.
+    args = [
+        "submit",
+        "a long one",
+        "--runtime",
+        "sdruntime",
+        "--size",
+        "256x256",
+        "--steps",
+        "150",
+        "--id",
+        "to-cancel",
+    ]
+    assert sdq_main([*args, *conn], out=out, err=io.StringIO()) == EXIT_OK
+    deadline = time.monotonic() + 60
+    while api.get("/tasks/to-cancel").json()["status"] != "running":
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.2)
+    out = io.StringIO()
+    assert sdq_main(["cancel", "to-cancel", *conn], out=out, err=io.StringIO()) == EXIT_OK
+    assert out.getvalue().startswith("to-cancel: cancel")
+    err = io.StringIO()
+    code = sdq_main(["wait", "to-cancel", "--timeout", "60", "--interval", "0.2", *conn], out=io.StringIO(), err=err)
+    assert code == EXIT_TASK_FAILED and "task to-cancel cancelled" in err.getvalue()
+    note = inbox.wait_for(["to-cancel"], timeout=30)["to-cancel"]
+    assert (note.notification.status, note.notification.result) == ("cancelled", False)
+    assert note.attributes["status"] == "cancelled"

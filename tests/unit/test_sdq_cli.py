@@ -56,6 +56,8 @@ class FakeApi:
         if task is None:
             return httpx.Response(404, json={"error": {"code": "not_found", "message": "no task", "fields": []}})
         if request.method == "DELETE":
+            if task["status"] == "running":
+                return httpx.Response(202, json={"id": task_id, "status": "running", "cancel_requested": True})
             task["status"] = "cancelled"
             return httpx.Response(200, json={"id": task_id, "status": "cancelled"})
         task["polls"] += 1
@@ -168,6 +170,16 @@ def test_cancel(tmp_path: Path):
     code, out, _ = run(["cancel", "t-6"], api, tmp_path)
     assert (code, out) == (EXIT_OK, "t-6: cancelled\n")
     assert api.requests[-1].method == "DELETE"
+
+
+def test_cancel_of_a_running_task_says_it_was_requested(tmp_path: Path):
+    api = FakeApi()
+    run(["submit", "x", "--id", "t-8"], api, tmp_path)
+    run(["status", "t-8"], api, tmp_path)
+    run(["status", "t-8"], api, tmp_path)  # now running
+    code, out, _ = run(["cancel", "t-8"], api, tmp_path)
+    assert code == EXIT_OK
+    assert out == "t-8: cancel requested (running; the runtime is being interrupted)\n"
 
 
 def test_wait_times_out_with_exit_4(tmp_path: Path):
