@@ -21,8 +21,10 @@ from queue_agent.runtimes.base import (
     HTTP_TIMEOUT,
     PROBE_TIMEOUT,
     InputPath,
+    OnDispatch,
     artifact_from_bytes,
     check_response,
+    dispatch_trace,
     json_body,
     poll_until,
     unreachable,
@@ -73,7 +75,9 @@ class A1111Runtime:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def run(self, message: QueueMessage, inputs: dict[InputPath, bytes]) -> RuntimeResult:
+    async def run(
+        self, message: QueueMessage, inputs: dict[InputPath, bytes], on_dispatch: OnDispatch | None = None
+    ) -> RuntimeResult:
         endpoint = _ENDPOINTS.get(message.tasktype)
         if endpoint is None:
             raise PermanentError(f"tasktype {message.tasktype} needs a comfyui runtime", code="unsupported_tasktype")
@@ -81,19 +85,20 @@ class A1111Runtime:
         for path, data in inputs.items():
             set_at(payload, path, base64.b64encode(data).decode())
         if self.dynamic_model and message.sd_model_checkpoint:
-            await self._switch_model(message.sd_model_checkpoint)
-        body = await self._post(endpoint, payload)
+            # Loading a model keeps the runtime busy too: that counts as dispatched.
+            await self._switch_model(message.sd_model_checkpoint, on_dispatch)
+        body = await self._post(endpoint, payload, on_dispatch)
         return _result(message.tasktype, body)
 
-    async def _post(self, endpoint: str, payload: dict[str, Any]) -> Any:
+    async def _post(self, endpoint: str, payload: dict[str, Any], on_dispatch: OnDispatch | None = None) -> Any:
         try:
-            resp = await self._client.post(self._url(endpoint), json=payload)
+            resp = await self._client.post(self._url(endpoint), json=payload, extensions=dispatch_trace(on_dispatch))
         except httpx.HTTPError as exc:
             raise unreachable(endpoint, exc) from None
         check_response(resp, endpoint)
         return json_body(resp, endpoint)
 
-    async def _switch_model(self, wanted: str) -> None:
+    async def _switch_model(self, wanted: str, on_dispatch: OnDispatch | None) -> None:
         """Load ``wanted`` through /options unless it is already the current checkpoint."""
         try:
             resp = await self._client.get(self._url("options"))
@@ -104,7 +109,7 @@ class A1111Runtime:
         if _same_checkpoint(current, wanted):
             return
         log.info("switching model", extra={"from_model": current, "to_model": wanted})
-        await self._post("options", {"sd_model_checkpoint": wanted})
+        await self._post("options", {"sd_model_checkpoint": wanted}, on_dispatch)
 
 
 def _same_checkpoint(current: Any, wanted: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import httpx
@@ -14,6 +15,7 @@ from queue_agent.errors import PermanentError, TransientError
 from queue_agent.job import Artifact, RuntimeResult
 
 InputPath = tuple[str | int, ...]
+OnDispatch = Callable[[], None]
 
 
 class Runtime(Protocol):
@@ -25,8 +27,14 @@ class Runtime(Protocol):
     async def healthy(self) -> bool:
         """One liveness probe; False when the runtime does not answer."""
 
-    async def run(self, message: QueueMessage, inputs: dict[InputPath, bytes]) -> RuntimeResult:
-        """Run one task. Raise TransientError (worth retrying) or PermanentError (never)."""
+    async def run(
+        self, message: QueueMessage, inputs: dict[InputPath, bytes], on_dispatch: OnDispatch | None = None
+    ) -> RuntimeResult:
+        """Run one task. Raise TransientError (worth retrying) or PermanentError (never).
+
+        ``on_dispatch`` is called as soon as the runtime has been handed work (the request that
+        makes it busy is on the wire), so the agent can start its own AWS work without delaying it.
+        """
 
     async def interrupt(self) -> None:
         """Ask the runtime to stop the current job early (best effort)."""
@@ -97,6 +105,18 @@ def _error_detail(response: httpx.Response) -> str:
         if useful:
             body = useful
     return f": {json.dumps(body, default=str)[:800]}"
+
+
+def dispatch_trace(on_dispatch: OnDispatch | None) -> dict[str, Any]:
+    """httpx request extensions that call ``on_dispatch`` once the request body has been sent."""
+    if on_dispatch is None:
+        return {}
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event == "http11.send_request_body.complete":
+            on_dispatch()
+
+    return {"trace": trace}
 
 
 def unreachable(what: str, exc: Exception) -> TransientError:

@@ -28,8 +28,10 @@ from queue_agent.runtimes.base import (
     HTTP_TIMEOUT,
     PROBE_TIMEOUT,
     InputPath,
+    OnDispatch,
     artifact_from_bytes,
     check_response,
+    dispatch_trace,
     json_body,
     poll_until,
     unreachable,
@@ -141,7 +143,9 @@ class ComfyUIRuntime:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def run(self, message: QueueMessage, inputs: dict[InputPath, bytes]) -> RuntimeResult:
+    async def run(
+        self, message: QueueMessage, inputs: dict[InputPath, bytes], on_dispatch: OnDispatch | None = None
+    ) -> RuntimeResult:
         if message.tasktype is not TaskType.PIPELINE:
             raise PermanentError(f"comfyui runs pipeline tasks, not {message.tasktype}", code="unsupported_tasktype")
         workflow = copy.deepcopy(message.content)
@@ -149,7 +153,7 @@ class ComfyUIRuntime:
             set_at(workflow, path, await self._upload(f"{message.id}-{'-'.join(map(str, path))}.png", data))
         client_id = uuid.uuid4().hex
         async with self._events(client_id) as events:
-            prompt_id = await self._queue(workflow, client_id)
+            prompt_id = await self._queue(workflow, client_id, on_dispatch)
             self._current = prompt_id
             try:
                 entry = await self._wait(prompt_id, events)
@@ -184,9 +188,13 @@ class ComfyUIRuntime:
         subfolder = body.get("subfolder") or ""
         return f"{subfolder}/{body['name']}" if subfolder else str(body["name"])
 
-    async def _queue(self, workflow: dict[str, Any], client_id: str) -> str:
+    async def _queue(self, workflow: dict[str, Any], client_id: str, on_dispatch: OnDispatch | None) -> str:
         try:
-            resp = await self._client.post(self._url("prompt"), json={"prompt": workflow, "client_id": client_id})
+            resp = await self._client.post(
+                self._url("prompt"),
+                json={"prompt": workflow, "client_id": client_id},
+                extensions=dispatch_trace(on_dispatch),
+            )
         except httpx.HTTPError as exc:
             raise unreachable("prompt", exc) from None
         check_response(resp, "prompt")

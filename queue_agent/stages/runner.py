@@ -1,9 +1,12 @@
 """Stage 2: the runner. One job on the runtime at a time; the only stage that calls the runtime.
 
-Nothing here waits on AWS before calling the runtime: the status write that marks the job running
-goes out concurrently with the runtime call, and a watcher polls for cancellation while it runs.
-Transient failures are retried in place (``ctx.retry``); the result, whatever it is, goes on to
-the finisher as an Outcome.
+The runtime never waits on AWS: when a call returns and the next job is already prefetched, the
+next call is dispatched first, and only then is the finished job handed to the finisher (and its
+prefetch slot to the receiver), so their AWS work (request signing and serialisation are CPU work
+on this same event loop) cannot delay the runtime's next request. The status write that marks a
+job running likewise waits until its runtime request is on the wire; a watcher then polls for
+cancellation while it runs. Transient failures are retried in place (``ctx.retry``); the result,
+whatever it is, goes on to the finisher as an Outcome.
 """
 
 from __future__ import annotations
@@ -49,15 +52,39 @@ class Runner:
 
     async def run(self) -> None:
         """Run jobs until the ``None`` sentinel arrives."""
-        while (job := await self.jobs.get()) is not None:
+        done: Job | None = None  # ran, not yet handed to the finisher
+        while True:
+            if done is not None and self.jobs.empty():
+                await self._hand_over(done)  # nothing to dispatch first
+                done = None
+            job = await self.jobs.get()
+            if job is None:
+                break
+            dispatched = asyncio.Event()
             with task_context(job.task_id):
-                job.outcome = await self._run_or_abort(job)
-            self.slots.give_back()
-            await self.to_finisher.put(job)
+                running = asyncio.create_task(self._run_or_abort(job, dispatched))
+            if done is not None:
+                await dispatched.wait()
+                await self._hand_over(done)
+                done = None
+            job.outcome = await running
+            done = job
+        if done is not None:
+            await self._hand_over(done)
 
-    async def _run_or_abort(self, job: Job) -> Outcome:
+    async def _hand_over(self, job: Job) -> None:
+        self.slots.give_back()
+        await self.to_finisher.put(job)
+
+    async def _run_or_abort(self, job: Job, dispatched: asyncio.Event) -> Outcome:
+        try:
+            return await self._abortable(job, dispatched)
+        finally:
+            dispatched.set()  # whatever happened, never hold the previous job back
+
+    async def _abortable(self, job: Job, dispatched: asyncio.Event) -> Outcome:
         # A second SIGTERM/SIGINT aborts the running job: interrupt the runtime and hand the message back.
-        execution = asyncio.create_task(self._execute(job))
+        execution = asyncio.create_task(self._execute(job, dispatched))
         aborted = asyncio.create_task(self.abort.wait())
         await asyncio.wait({execution, aborted}, return_when=asyncio.FIRST_COMPLETED)
         aborted.cancel()
@@ -69,7 +96,7 @@ class Runner:
         await asyncio.gather(execution, return_exceptions=True)
         return Outcome(Disposition.RETURN)
 
-    async def _execute(self, job: Job) -> Outcome:
+    async def _execute(self, job: Job, dispatched: asyncio.Event) -> Outcome:
         ctx = self.ctx
         message = job.message
         assert message is not None
@@ -83,7 +110,7 @@ class Runner:
         watch = _Watch()
         # The "running" write goes out alongside the runtime call; the finisher awaits it before its
         # own status write, so the two writes of one job never race each other.
-        job.running_write = asyncio.create_task(self._mark_running(job))
+        job.running_write = asyncio.create_task(self._mark_running(job, dispatched))
         watcher = asyncio.create_task(self._watch(job, job.running_write, watch))
         timeout = asyncio.timeout(ctx.settings.job_timeout)
         log.info("running", extra={"tasktype": str(message.tasktype)})
@@ -92,7 +119,11 @@ class Runner:
             # An interrupted call may look transient; once the task is cancelled there is no retrying it.
             if watch.cancelled or watch.superseded:
                 raise JobCancelled
-            return await ctx.runtime.run(message, job.inputs)
+            try:
+                return await ctx.runtime.run(message, job.inputs, dispatched.set)
+            except BaseException:
+                dispatched.set()  # a failed attempt must not hold the previous job back during backoff
+                raise
 
         try:
             with ctx.tracer.span(job.trace, "runtime", tasktype=str(message.tasktype)):
@@ -127,8 +158,9 @@ class Runner:
             return Outcome(Disposition.ALREADY_DONE)
         return outcome
 
-    async def _mark_running(self, job: Job) -> bool:
+    async def _mark_running(self, job: Job, dispatched: asyncio.Event) -> bool:
         """Conditionally move the record to running; False when it had already moved on without us."""
+        await dispatched.wait()
         try:
             with self.ctx.tracer.span(job.trace, "dynamodb", operation="running"):
                 return await self.ctx.store.transition(job.task_id, TaskStatus.RUNNING, count_attempt=True)

@@ -196,3 +196,37 @@ def _undecodable_inputs(endpoint: str, payload: dict[str, Any]) -> list[str]:
         except (binascii.Error, TypeError, ValueError):
             bad.append(name)
     return bad
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.agent_fakes.a1111 --port N --delay S``: the fake in its own process.
+
+    ``GET /_fake/calls`` returns the call log (monotonic times of that process) for benchmarks.
+    """
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--delay", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    fake = FakeA1111(Behavior(delay=args.delay))
+
+    async def calls(request: Request) -> Response:
+        return JSONResponse(
+            [{"started": c.started, "ended": c.ended, "status": c.status} for c in fake.finished_calls()]
+        )
+
+    async def reset(request: Request) -> Response:
+        with fake._guard:
+            fake.calls.clear()
+        return JSONResponse(None)
+
+    fake.app.add_route("/_fake/calls", calls)
+    fake.app.add_route("/_fake/reset", reset, methods=["POST"])
+    uvicorn.run(fake.app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
+
+
+if __name__ == "__main__":
+    main()
