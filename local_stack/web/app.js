@@ -90,6 +90,16 @@
       const status = cell(row, task.status, `status ${task.status}`);
       if (task.error) status.title = `${task.error.code}: ${task.error.message}`;
       cell(row, seconds(task));
+      const actions = cell(row, "");
+      if (!TERMINAL.has(task.status) && task.status !== "submitting") {
+        const cancel = document.createElement("button");
+        cancel.type = "button";
+        cancel.className = "link cancel";
+        cancel.textContent = task.cancelRequested ? "cancelling" : "cancel";
+        cancel.disabled = Boolean(task.cancelRequested);
+        cancel.addEventListener("click", () => cancelTask(task));
+        actions.appendChild(cancel);
+      }
       body.appendChild(row);
     }
     $("no-tasks").hidden = tasks.length > 0;
@@ -121,6 +131,21 @@
   function render() {
     renderTasks();
     renderGallery();
+  }
+
+  async function cancelTask(task) {
+    task.cancelRequested = true;
+    render();
+    try {
+      const record = await api("DELETE", `/tasks/${encodeURIComponent(task.id)}`);
+      task.status = record.status || task.status;
+    } catch (err) {
+      task.cancelRequested = false;
+      $("form-error").textContent = err.message;
+      $("form-error").hidden = false;
+    }
+    saveTasks();
+    render();
   }
 
   async function poll() {

@@ -60,6 +60,19 @@ def test_submit_a_prompt_and_see_the_image(stack: LocalStack, browser: Browser, 
     page.wait_for_function("img => img.complete && img.naturalWidth === 64", arg=image.element_handle())
     assert row.locator(".status").inner_text() == "completed"
     assert page.locator("#no-images").is_hidden()
+
+    # A long task, cancelled from the list.
+    page.fill("#prompt", "a very long render")
+    page.select_option("#size", "256")
+    page.fill("#steps", "150")
+    page.click("#submit")
+    page.locator("#tasks tbody tr").nth(1).wait_for()  # newest first: the long task is on top
+    long_row = page.locator("#tasks tbody tr").first
+    assert long_row.get_attribute("data-task-id") != task_id
+    long_row.locator("button.cancel").click()
+    long_row.locator(".status.cancelled").wait_for(timeout=60_000)
+    assert page.locator("#gallery figure").count() == 1
+
     page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
     assert (tmp_path / "playground.png").stat().st_size > 10_000
     assert errors == []
