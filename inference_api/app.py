@@ -28,7 +28,7 @@ from inference_api.models import (
     Txt2ImgRequest,
     UpscalerItem,
 )
-from inference_api.samplers import SAMPLERS, SCHEDULES, sampler_names
+from inference_api.samplers import SCHEDULES, choose, sampler_names
 from inference_api.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -112,11 +112,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.get("/sdapi/v1/samplers")
     async def samplers() -> list[dict[str, Any]]:
-        return [
-            {"name": name, "aliases": list(spec.aliases) if spec else [], "options": {}}
-            for name in sampler_names()
-            for spec in [next((s for s in SAMPLERS if s.name == name), None)]
-        ]
+        # A1111's shape; the "<sampler> Karras" spellings are listed too, since they are accepted.
+        names = sampler_names()
+        return [{"name": n, "aliases": list(choose(n).sampler.aliases), "options": {}} for n in names]
 
     @app.get("/sdapi/v1/schedulers")
     async def schedulers() -> list[dict[str, Any]]:

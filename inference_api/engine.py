@@ -230,6 +230,7 @@ class Engine:
         except ApiError:
             self.counters.errors += 1
             raise
+        result.notes.extend(_unsupported_notes(req))
         self.counters.images += len(result.images)
         self.counters.pipeline_seconds += result.pipeline_seconds / max(result.batch.requests, 1)
         if not req.override_settings_restore_afterwards and req.checkpoint_override():
@@ -423,6 +424,22 @@ class Engine:
             "device": self.device.device,
             "dtype": str(self.device.dtype).removeprefix("torch."),
         }
+
+
+def _unsupported_notes(req: _GenerationBase) -> list[str]:
+    """A1111 features this runtime accepts but does not apply: said in ``info`` rather than failing the job."""
+    notes = []
+    if getattr(req, "enable_hr", False):
+        notes.append("hires fix (enable_hr) is not supported; generated at the base size")
+    if req.alwayson_scripts:
+        notes.append(f"alwayson_scripts ignored: {', '.join(sorted(req.alwayson_scripts))}")
+    if req.styles:
+        notes.append("styles are not supported; prompts used as given")
+    if req.subseed_strength > 0:
+        notes.append("variation seeds (subseed_strength) are not supported")
+    if req.restore_faces or req.tiling:
+        notes.append("restore_faces and tiling are not supported")
+    return notes
 
 
 def _int_option(settings: dict[str, Any] | None, key: str) -> int | None:

@@ -326,3 +326,16 @@ def test_helpers_write_models_where_expected(tmp_path: Path) -> None:
     models = build_model_dir(tmp_path, xl=False, esrgan=False)
     assert (models / TINY / "model_index.json").is_file()
     assert (models / TINY_SINGLE).is_file() and (models / "configs" / "tiny-sd-single" / "model_index.json").is_file()
+
+
+def test_unsupported_a1111_features_are_noted_not_fatal(server: RunningServer) -> None:
+    body = txt2img(server, enable_hr=True, alwayson_scripts={"controlnet": {"args": []}}, styles=["cinematic"])
+    notes = " ".join(json.loads(body["info"])["extra_generation_params"]["notes"])
+    assert "hires fix" in notes and "controlnet" in notes and "styles" in notes
+
+
+def test_sampler_and_scheduler_lists(server: RunningServer) -> None:
+    samplers = {s["name"]: s for s in server.client.get("/sdapi/v1/samplers").json()}
+    assert set(samplers) == set(sampler_names()) and "k_euler_a" in samplers["Euler a"]["aliases"]
+    labels = {s["label"] for s in server.client.get("/sdapi/v1/schedulers").json()}
+    assert {"Automatic", "Karras", "Exponential"} <= labels
