@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+from infra import naming
 from sdq.client import Endpoint
 
 LOCAL_FILE = Path(".sdq") / "local.json"
@@ -53,8 +55,29 @@ def _pick_output(outputs: dict[str, str], stem: str) -> str | None:
     return None
 
 
+def _api_key_id(outputs: dict[str, str]) -> str | None:
+    """The key's id: an ``ApiKeyId`` output, or the id inside the stack's ``ApiKeyCommand`` output."""
+    key_id = _pick_output(outputs, "ApiKeyId")
+    if key_id is None and (command := _pick_output(outputs, "ApiKeyCommand")) is not None:
+        match = re.search(r"--api-key\s+(\S+)", command)
+        key_id = match.group(1) if match else None
+    return key_id
+
+
+def _runtimes(stack_name: str, outputs: dict[str, str]) -> tuple[str, ...]:
+    """Runtime names, read back from the per-runtime ``QueueUrl*`` outputs (queue names come from infra.naming)."""
+    names = []
+    for key in sorted(outputs):
+        if key.startswith("QueueUrl"):
+            queue = outputs[key].rstrip("/").rsplit("/", 1)[-1]
+            candidate = queue.removeprefix(f"{stack_name}-").removesuffix("-queue")
+            if naming.runtime_queue(stack_name, candidate) == queue:
+                names.append(candidate)
+    return tuple(names)
+
+
 def from_stack(stack_name: str, *, session: Any = None) -> Endpoint:
-    """Read ``ApiEndpoint*`` and ``ApiKeyId*`` from a deployed stack's outputs; fetch the key's value."""
+    """Read ``ApiEndpoint`` and the API key id from a deployed stack's outputs; fetch the key's value."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -65,15 +88,13 @@ def from_stack(stack_name: str, *, session: Any = None) -> Endpoint:
         url = _pick_output(outputs, "ApiEndpoint")
         if url is None:
             raise EndpointError(f"stack {stack_name} has no ApiEndpoint output (outputs: {', '.join(outputs)})")
-        key_id = _pick_output(outputs, "ApiKeyId")
+        key_id = _api_key_id(outputs)
         key = None
         if key_id is not None:
             key = session.client("apigateway").get_api_key(apiKey=key_id, includeValue=True)["value"]
-        runtimes_output = _pick_output(outputs, "Runtimes")
-        runtimes = tuple(r for r in (runtimes_output or "").split(",") if r)
     except (BotoCoreError, ClientError) as exc:
         raise EndpointError(f"cannot read stack {stack_name}: {exc}") from None
-    return Endpoint(url, key, runtimes)
+    return Endpoint(url, key, _runtimes(stack_name, outputs))
 
 
 def resolve(

@@ -228,12 +228,18 @@ def test_stack_outputs_give_endpoint_and_key(aws_env):
 
     apigw = boto3.client("apigateway", region_name="us-east-1")
     key = apigw.create_api_key(name="sdq-test", enabled=True, value="the-real-key-value-0123456789")
+    queues = "https://sqs.us-east-1.amazonaws.com/123456789012"
+    # The outputs infra/stack.py declares.
     template = {
         "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
         "Outputs": {
-            "ApiEndpoint4F160690": {"Value": "https://abc.execute-api.us-east-1.amazonaws.com/dev/"},
-            "ApiKeyId": {"Value": key["id"]},
-            "Runtimes": {"Value": "sdruntime,xl"},
+            "ApiEndpoint": {"Value": "https://abc.execute-api.us-east-1.amazonaws.com/dev/"},
+            "ApiKeyCommand": {
+                "Value": f"aws apigateway get-api-key --api-key {key['id']} --include-value --query value --output text"
+            },
+            "QueueUrlSdruntime": {"Value": f"{queues}/sdasync-sdruntime-queue"},
+            "DlqUrlSdruntime": {"Value": f"{queues}/sdasync-sdruntime-dlq"},
+            "QueueUrlXlTurbo": {"Value": f"{queues}/sdasync-xl-turbo-queue"},
         },
     }
     boto3.client("cloudformation", region_name="us-east-1").create_stack(
@@ -241,7 +247,9 @@ def test_stack_outputs_give_endpoint_and_key(aws_env):
     )
     found = resolve(stack="sdasync", local_file=Path("/nonexistent"))
     assert found == Endpoint(
-        "https://abc.execute-api.us-east-1.amazonaws.com/dev/", "the-real-key-value-0123456789", ("sdruntime", "xl")
+        "https://abc.execute-api.us-east-1.amazonaws.com/dev/",
+        "the-real-key-value-0123456789",
+        ("sdruntime", "xl-turbo"),
     )
     from sdq.endpoints import EndpointError
 
