@@ -23,6 +23,17 @@ def client(service: str) -> Any:
     return _client(service, region, os.environ.get("AWS_ENDPOINT_URL"))
 
 
+class LazyClient:
+    """Stands for ``client(service)`` and creates it on first use: a request refused before any AWS call
+    (a 400) pays for no client, which is most of a cold start's first-request time."""
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(client(self._service), name)
+
+
 @lru_cache(maxsize=16)
 def _client(service: str, region: str | None, endpoint: str | None) -> Any:
     config = _CONFIG
@@ -30,4 +41,11 @@ def _client(service: str, region: str | None, endpoint: str | None) -> Any:
         # Presigned URLs must be SigV4; virtual-host addressing does not resolve against a local endpoint.
         style = "path" if endpoint else "auto"
         config = config.merge(Config(signature_version="s3v4", s3={"addressing_style": style}))
-    return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint, config=config)
+    return _session().client(service, region_name=region, endpoint_url=endpoint, config=config)
+
+
+@lru_cache(maxsize=1)
+def _session() -> boto3.session.Session:
+    # One session for every client: it loads the endpoint and partition data once instead of per client.
+    # (Sessions are not thread-safe; Lambda and the local gateway run one invocation at a time.)
+    return boto3.session.Session()

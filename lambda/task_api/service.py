@@ -103,9 +103,9 @@ class TaskService:
         settings = Settings.from_env()
         return cls(
             settings=settings,
-            store=StatusStore(aws.client("dynamodb"), settings.require("status_table")),
+            store=StatusStore(aws.LazyClient("dynamodb"), settings.require("status_table")),
             publish=_LazyPublisher(settings),
-            presign=Presigner(aws.client("s3"), settings.output_bucket, settings.presign_expires_seconds),
+            presign=Presigner(aws.LazyClient("s3"), settings.output_bucket, settings.presign_expires_seconds),
         )
 
     # -- submit -------------------------------------------------------------------------------------------------
@@ -315,6 +315,6 @@ def _context_error(reason: str) -> ContractError:
     return ContractError.single(
         "task.metadata.context",
         "storable",
-        f"context cannot be stored ({reason}); keep it plain JSON, at most 30 levels deep, "
+        f"context cannot be stored ({reason}); keep it plain JSON nested at most 30 levels, "
         "with non-empty keys and numbers of at most 38 digits",
     )
