@@ -28,6 +28,7 @@ class Delivery:
     trace_header: str | None
     received_at: float
     receive_wait: float
+    received_epoch: float = 0.0
 
     @classmethod
     def from_sqs(cls, msg: dict[str, Any], *, received_at: float, receive_wait: float) -> Delivery:
@@ -42,6 +43,7 @@ class Delivery:
             trace_header=attrs.get("AWSTraceHeader"),
             received_at=received_at,
             receive_wait=receive_wait,
+            received_epoch=time.time() - (time.monotonic() - received_at),
         )
 
 
@@ -123,7 +125,11 @@ class Job:
     def from_delivery(cls, delivery: Delivery) -> Job:
         try:
             return cls(delivery=delivery, message=parse_queue_body(delivery.body))
-        except ContractError as exc:
+        except (ContractError, ValueError, TypeError) as exc:
+            # parse_queue_body raises ContractError for bad tasks, but a body that is valid JSON of
+            # the wrong shape (an array, a number) can surface as a TypeError: same verdict.
+            if not isinstance(exc, ContractError):
+                exc = ContractError.single("(message)", "shape", "a queue message must be a JSON object")
             task_id, context = _salvage_identity(delivery.body)
             return cls(
                 delivery=delivery,
@@ -146,9 +152,9 @@ class Job:
         now = time.monotonic() if now is None else now
         d, m = self.delivery, self.marks
         out: dict[str, float] = {"receive_wait": d.receive_wait}
-        if d.sent_epoch is not None:
+        if d.sent_epoch is not None and d.received_epoch:
             # Wall clocks of SQS and this host may disagree slightly; never report negative waiting.
-            out["queue_time"] = max(0.0, time.time() - (now - d.received_at) - d.sent_epoch)
+            out["queue_time"] = max(0.0, d.received_epoch - d.sent_epoch)
         if m.run_start is not None:
             out["prefetch_wait"] = m.run_start - d.received_at
             if m.run_end is not None:

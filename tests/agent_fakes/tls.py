@@ -1,0 +1,155 @@
+"""A local HTTPS server with a throwaway CA, standing in for "a public image host" in fetch tests.
+
+The certificate is issued for a made-up host name; the test resolves that name to 127.0.0.1 and
+trusts the CA, so the real TLS handshake (SNI, hostname verification) happens as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ssl
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from local_stack.ports import free_port
+
+
+def _name(common: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+
+def make_certs(directory: Path, hostname: str) -> tuple[Path, Path, Path]:
+    """(ca.pem, cert.pem, key.pem) for ``hostname``, signed by a fresh CA."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("agent test CA"))
+        .issuer_name(_name("agent test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(hostname))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    chunked: bool = False  # stream without Content-Length
+
+
+@dataclass
+class TlsServer:
+    cert: Path
+    key: Path
+    routes: dict[str, Reply] = field(default_factory=dict)
+    port: int = 0
+    requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # (path, Host header, SNI)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+
+    def start(self) -> TlsServer:
+        self.port = free_port()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        sni: dict[int, str | None] = {}
+
+        def remember_sni(sock: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+            sni[id(sock)] = name
+
+        context.sni_callback = remember_sni  # type: ignore[assignment]
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            ssl_object = writer.get_extra_info("ssl_object")
+            try:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+                return
+            lines = head.split("\r\n")
+            path = lines[0].split(" ")[1]
+            host = next((ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith("host:")), "")
+            self.requests.append((path, host, sni.get(id(ssl_object))))
+            reply = self.routes.get(path, Reply(404, b"not found"))
+            if reply.delay:
+                await asyncio.sleep(reply.delay)
+            headers = {"Connection": "close", **reply.headers}
+            if reply.chunked:
+                headers["Transfer-Encoding"] = "chunked"
+            else:
+                headers["Content-Length"] = str(len(reply.body))
+            writer.write(f"HTTP/1.1 {reply.status} X\r\n".encode())
+            writer.write("".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() + b"\r\n")
+            if reply.chunked:
+                for start in range(0, len(reply.body), 1024):
+                    piece = reply.body[start : start + 1024]
+                    writer.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                writer.write(b"0\r\n\r\n")
+            else:
+                writer.write(reply.body)
+            try:
+                await writer.drain()
+            except ConnectionError:
+                pass
+            writer.close()
+
+        def serve() -> None:
+            assert self._loop is not None
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", self.port, ssl=context))
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, daemon=True, name="tls-server")
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+
+            async def shutdown() -> None:
+                current = asyncio.current_task()
+                for task in asyncio.all_tasks():
+                    if task is not current:
+                        task.cancel()
+
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+            self._loop = None
