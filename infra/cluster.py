@@ -288,7 +288,7 @@ class Cluster(Construct):
             role,
             {nag.wildcard_resource(f"{bucket_arn}/*"): "Read-only access to the model files of the configured bucket."},
         )
-        addon = eks.CfnAddon(
+        self.s3_csi_driver = addon = eks.CfnAddon(
             self,
             "S3CsiDriver",
             addon_name="aws-mountpoint-s3-csi-driver",

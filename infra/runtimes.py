@@ -181,4 +181,6 @@ class Runtimes(Construct):
             timeout=Duration.minutes(10),
             **source,
         )
-        release.node.add_dependency(association, cluster.karpenter, cluster.keda)
+        # The chart creates NodePool/EC2NodeClass (Karpenter CRDs), a ScaledObject (KEDA CRD) and a Mountpoint
+        # volume (CSI driver): each must exist before the release applies.
+        release.node.add_dependency(association, cluster.karpenter, cluster.keda, cluster.s3_csi_driver)

@@ -24,6 +24,7 @@ class Synth:
     outdir: Path
     template: dict[str, Any]
     stack: Any = field(repr=False)
+    _assertions: Any = field(default=None, repr=False)
 
     @property
     def resources(self) -> dict[str, dict[str, Any]]:
@@ -34,6 +35,15 @@ class Synth:
 
     def props(self, type_name: str) -> list[dict[str, Any]]:
         return [r.get("Properties", {}) for r in self.of_type(type_name).values()]
+
+    @property
+    def assertions(self) -> Any:
+        """aws_cdk.assertions.Template over the synthesized JSON (built once, cheap to query)."""
+        if self._assertions is None:
+            from aws_cdk.assertions import Template
+
+            self._assertions = Template.from_json(self.template)
+        return self._assertions
 
     def logical_id(self, construct: Any) -> str:
         from aws_cdk import Stack

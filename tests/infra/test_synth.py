@@ -512,8 +512,17 @@ def test_one_helm_release_per_runtime_with_owned_values(any_synth: Synth) -> Non
     cfg = any_synth.config
     releases = helm_releases(any_synth)
     (node_role_id,) = [lid for lid in any_synth.of_type("AWS::IAM::Role") if lid.startswith("EksKarpenterNodeRole")]
+    charts = {
+        p["Release"]: lid
+        for lid, p in ((k, r["Properties"]) for k, r in any_synth.of_type("Custom::AWSCDK-EKS-HelmChart").items())
+    }
+    (csi_addon,) = [lid for lid in any_synth.of_type("AWS::EKS::Addon") if lid.startswith("EksS3CsiDriver")]
     for runtime in cfg.models_runtime:
         release = releases[runtime.name]
+        # CRDs (Karpenter, KEDA), the CSI driver and the Pod Identity association exist before the release.
+        depends = set(any_synth.resources[charts[runtime.name]].get("DependsOn", []))
+        assert {charts["karpenter"], charts["keda"], csi_addon} <= depends
+        assert any(d.startswith(f"EksIdentity{runtime.name}") for d in depends)
         assert release["Namespace"] == runtime.namespace
         assert release["CreateNamespace"] is True
         assert "s3://" in flat(release["ChartAssetURL"])  # the local chart, shipped as an asset
