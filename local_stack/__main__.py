@@ -44,6 +44,11 @@ def _demo(args: argparse.Namespace) -> int:
         print()
         print_table(outcomes, sys.stdout)
         print()
+        if stack.tiny_model:
+            print(
+                "(the tiny test model has random weights, so the generated images are coloured noise; "
+                "set MODEL_DIR to a folder of real models for real pictures)"
+            )
         print("stopping...", flush=True)
     failed = [o for o in outcomes if o.status != "completed"]
     print(

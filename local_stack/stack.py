@@ -73,6 +73,7 @@ class LocalStack:
         self.config: DeploymentConfig | None = None
         self.resources: StackResources | None = None
         self.model_dir: Path | None = None
+        self.tiny_model = False  # True when serving the generated random-weight model (its images are noise)
         self.skipped: list[str] = []
         self.slots: list[RuntimeSlot] = []
         self._moto: ManagedProcess | None = None
@@ -158,12 +159,9 @@ class LocalStack:
         if not runnable:
             raise StartError("config.yaml has no sdwebui or diffusers runtime the local stack can run")
 
-        self.model_dir = resolve_model_dir(
-            self.options.model_dir,
-            (self.options.model_cache or self.workdir / "models").resolve(),
-            self.sink,
-            self._child_env("runtime"),
-        )
+        cache = (self.options.model_cache or self.workdir / "models").resolve()
+        self.model_dir = resolve_model_dir(self.options.model_dir, cache, self.sink, self._child_env("runtime"))
+        self.tiny_model = self.model_dir == cache
         self._moto_port = free_port(self.options.host)
         self._moto = ManagedProcess(
             "moto",
