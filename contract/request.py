@@ -181,6 +181,11 @@ def parse_request(
     return request
 
 
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; pydantic would quietly turn them into null downstream.
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def _raw_tasktype_and_content(data: Any) -> tuple[TaskType | None, dict[str, Any] | None]:
     task = data.get("task") if isinstance(data, dict) else None
     if not isinstance(task, dict):
@@ -211,7 +216,7 @@ def _load_json(body: bytes | str | dict[str, Any], limits: Limits) -> Any:
     if isinstance(body, dict):
         return body
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ContractError.single("(body)", "json", f"body is not valid JSON: {exc}") from None
 
