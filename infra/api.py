@@ -134,7 +134,10 @@ class TaskApi(Construct):
         submit.add_to_role_policy(
             iam.PolicyStatement(actions=["kms:GenerateDataKey*", "kms:Decrypt"], resources=[inputs.topic_key.key_arn])
         )
-        submit.add_to_role_policy(iam.PolicyStatement(actions=[*_TABLE_READ, *_TABLE_WRITE], resources=[table_arn]))
+        # DeleteItem: a submit whose publish failed withdraws its still-queued record (conditional delete).
+        submit.add_to_role_policy(
+            iam.PolicyStatement(actions=[*_TABLE_READ, *_TABLE_WRITE, "dynamodb:DeleteItem"], resources=[table_arn])
+        )
         status.add_to_role_policy(iam.PolicyStatement(actions=_TABLE_READ, resources=[table_arn]))
         # Presigned result URLs are signed with the status function's own credentials.
         status.add_to_role_policy(

@@ -107,7 +107,8 @@ class Runtimes(Construct):
             ),
             iam.PolicyStatement(
                 sid="TaskStatus",
-                actions=["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                # PutItem: a task published straight to the topic (no API) gets its record created by the agent.
+                actions=["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"],
                 resources=[shared.status_table.table_arn],
             ),
             iam.PolicyStatement(

@@ -361,7 +361,7 @@ def test_runtime_roles_touch_only_their_own_queue(any_synth: Synth) -> None:
             if other != runtime.name:
                 assert not any(refers_to(s, other_id) for s in granted), f"{runtime.name} may touch {other}"
         actions = {a for s in granted for a in as_list(s["Action"])}
-        assert {"sns:Publish", "s3:PutObject", "dynamodb:UpdateItem", "s3:ListBucket"} <= actions
+        assert {"sns:Publish", "s3:PutObject", "dynamodb:UpdateItem", "dynamodb:PutItem", "s3:ListBucket"} <= actions
         assert not actions & {"dynamodb:DeleteItem", "dynamodb:Scan", "s3:DeleteObject", "sqs:SendMessage"}
         model_reads = [s for s in granted if s["Action"] == "s3:GetObject" and "Sid" in s and s["Sid"] == "ReadModels"]
         assert model_reads[0]["Resource"] == f"{cfg.model_bucket_arn}/*"
@@ -380,6 +380,8 @@ def test_lambda_roles_are_least_privilege(any_synth: Synth) -> None:
     assert not actions["status"] & {"dynamodb:PutItem", "dynamodb:UpdateItem"}
     assert "s3:GetObject" in actions["status"] and "s3:GetObject" not in actions["submit"]
     assert "dynamodb:UpdateItem" in actions["cancel"] and "dynamodb:PutItem" not in actions["cancel"]
+    assert "dynamodb:DeleteItem" in actions["submit"]
+    assert "dynamodb:DeleteItem" not in actions["status"] | actions["cancel"]
     # No AWS managed policy (AWSLambdaBasicExecutionRole would allow writing to any log group).
     for lid in roles.values():
         assert "ManagedPolicyArns" not in any_synth.resources[lid]["Properties"]
