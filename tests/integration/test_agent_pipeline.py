@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 
 import pytest
 
 from contract import cancel_request_update, utcnow
+from queue_agent.agent import Overrides
+from queue_agent.fetch import HttpsFetcher
 from tests.agent_fakes.a1111 import Behavior, FakeA1111
 from tests.agent_fakes.aws_world import AgentWorld, async_wait_until, task
 from tests.agent_fakes.fixtures import a1111_fixture, world_fixture  # noqa: F401
 from tests.agent_fakes.harness import running_agent
 from tests.agent_fakes.images import png
+from tests.agent_fakes.tls import Reply, TlsServer, make_certs
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -225,3 +229,59 @@ async def test_dynamic_model_switch_through_options(world: AgentWorld, a1111: Fa
         await world.await_notifications(2)
     assert a1111.model_switches == ["model-b.safetensors"]  # switched once, then already loaded
     assert a1111.options["sd_model_checkpoint"].startswith("model-b")
+
+
+async def test_prefetch_is_bounded_so_other_pods_can_take_the_rest(world: AgentWorld, a1111: FakeA1111) -> None:
+    a1111.behavior = Behavior(delay=0.4)
+    for i in range(6):
+        world.submit(task(f"bounded{i}"))
+    held: list[int] = []
+
+    def sample() -> bool:
+        held.append(world.queue_counts()[1])
+        return len(world.notifications()) >= 6
+
+    async with running_agent(world.agent_env(a1111.base_url, PREFETCH="1")):
+        await async_wait_until(sample, 30, interval=0.1, what="all jobs")
+    # Held = the running job + PREFETCH waiting + the one just finished until its delete lands.
+    assert max(held) <= 3
+    assert max(held) >= 2  # and the prefetch really happens
+
+
+async def test_https_inputs_are_fetched_and_inlined(world: AgentWorld, a1111: FakeA1111, tmp_path) -> None:
+    ca, cert, key = make_certs(tmp_path, "images.example.com")
+    server = TlsServer(cert, key, routes={"/cat.png": Reply(body=png(21))}).start()
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"] if host == "images.example.com" else []
+
+    fetcher = HttpsFetcher(
+        max_bytes=1 << 20,
+        timeout=5,
+        resolve=resolve,
+        allow_address=lambda ip: ip == "127.0.0.1",  # the local server plays a public host
+        verify=ssl.create_default_context(cafile=str(ca)),
+    )
+    image = f"https://images.example.com:{server.port}/cat.png"
+    try:
+        world.submit(task("from-web", "extra-single-image", {"image": image}))
+        async with running_agent(world.agent_env(a1111.base_url), Overrides(fetcher=fetcher)):
+            (note,) = await world.await_notifications(1)
+    finally:
+        server.stop()
+    assert note["status"] == "completed"
+    (call,) = a1111.finished_calls(200)
+    assert base64.b64decode(call.payload["image"]) == png(21)
+
+
+async def test_metrics_count_what_happened(world: AgentWorld, a1111: FakeA1111) -> None:
+    for i in range(3):
+        world.submit(task(f"m{i}"))
+    async with running_agent(world.agent_env(a1111.base_url)) as agent:
+        await world.await_notifications(3)
+        await async_wait_until(lambda: world.queue_counts() == (0, 0), 10, what="queue empty")
+        registry = agent.ctx.metrics.registry
+        assert registry.get_sample_value("queue_agent_jobs_total", {"status": "completed"}) == 3
+        assert registry.get_sample_value("queue_agent_runtime_idle_gap_seconds_count") == 2
+        assert registry.get_sample_value("queue_agent_job_duration_seconds_count", {"tasktype": "text-to-image"}) == 3
+        assert registry.get_sample_value("queue_agent_in_flight_messages") == 0

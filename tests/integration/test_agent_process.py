@@ -134,3 +134,23 @@ def test_bad_setting_fails_at_start_naming_the_variable() -> None:
 def _get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=5) as resp:
         return bytes(resp.read())
+
+
+def test_a_second_signal_aborts_the_running_job_and_hands_it_back(aws_env, a1111: FakeA1111, tmp_path: Path) -> None:
+    world = AgentWorld(aws_env.endpoint, visibility_timeout=60).create()
+    a1111.behavior = Behavior(delay=30.0)
+    task_id = world.submit(task("abort-me"))
+    agent = AgentProcess(world.agent_env(a1111.base_url), tmp_path / "agent.log").start()
+    try:
+        agent.wait_ready()
+        wait_until(lambda: _in_progress(a1111, 0.2), 30, what="the job in progress")
+        agent.signal(signal.SIGTERM)
+        wait_until(lambda: "draining" in agent.log_tail(), 5, what="drain started")
+        agent.signal(signal.SIGINT)
+        assert agent.wait(15) == 0, agent.log_tail()
+    finally:
+        agent.stop()
+    assert a1111.interrupts == 1 and a1111.finished_calls()[0].interrupted
+    assert world.queue_counts() == (1, 0)  # visible again at once, for the next pod to run from scratch
+    assert world.notifications() == []
+    assert world.status(task_id)["status"] == "running"  # not terminal: it will run again
