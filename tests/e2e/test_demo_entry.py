@@ -9,6 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from local_stack.processes import http_ok
@@ -31,6 +32,8 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # two full stack lifecycles on a shared 2-core machine
 def test_demo_runs_twice_and_cleans_up(tmp_path: Path):
     outputs = tmp_path / "outputs"
     for attempt in (1, 2):
