@@ -1,4 +1,4 @@
-"""``sdq``: submit Stable Diffusion tasks, follow them, fetch results; run the local stack.
+"""sdq: submit Stable Diffusion tasks, follow them, fetch results; run the local stack.
 
 Exit codes: 0 success, 1 the task failed or was cancelled, 2 usage or configuration error,
 3 the API refused the call or could not be reached, 4 timed out, 130 interrupted.
