@@ -10,7 +10,8 @@ KEDA_REPOSITORY = "https://kedacore.github.io/charts"
 KEDA_VERSION = "2.19.0"
 
 DCGM_EXPORTER_REPOSITORY = "https://nvidia.github.io/dcgm-exporter/helm-charts"
-DCGM_EXPORTER_VERSION = "4.6.0"
+# Chart 4.8.3 ships exporter 4.6.0-4.8.3 (NVIDIA/dcgm-exporter helm-charts index).
+DCGM_EXPORTER_VERSION = "4.8.3"
 
 # Images of the community runtimes the chart runs when a runtime's type is not our own `diffusers`
 # (the replaced sample's published images; overridable with extraValues.runtime.inferenceApi.image).
