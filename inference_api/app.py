@@ -140,6 +140,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
 def _not_ready_reason(engine: Engine) -> str:
     if engine.load_error:
         return f"loading the model failed: {engine.load_error}"
+    wanted = engine.settings.default_model
+    if engine.current is None and wanted and engine.catalog.find(wanted) is None:
+        return f"default model {wanted!r} not found in the model directory"
     if engine.current is None:
         return "no model found in the model directory"
     return f"model {engine.current.title} is not loaded yet"

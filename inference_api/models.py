@@ -16,6 +16,13 @@ L = DEFAULT_LIMITS
 MAX_SEED = 2**63 - 1
 
 
+def _drop_nulls(data: Any) -> Any:
+    # A1111 clients send explicit nulls for "unset" (e.g. "styles": null, "seed": null): use our defaults.
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if v is not None}
+    return data
+
+
 def _multiple_of_8(value: int) -> int:
     if value % L.side_multiple:
         raise ValueError(f"must be a multiple of {L.side_multiple}")
@@ -49,6 +56,11 @@ class _GenerationBase(BaseModel):
     send_images: bool = True
     save_images: bool = False
     alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_for_nulls(cls, data: Any) -> Any:
+        return _drop_nulls(data)
 
     @field_validator("width", "height")
     @classmethod
@@ -105,6 +117,11 @@ class _ExtrasBase(BaseModel):
     upscaler_2: str = Field(default="None", max_length=128)
     extras_upscaler_2_visibility: float = Field(default=0, ge=0, le=1)
     upscale_first: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_for_nulls(cls, data: Any) -> Any:
+        return _drop_nulls(data)
 
 
 class ExtraSingleImageRequest(_ExtrasBase):

@@ -339,3 +339,14 @@ def test_sampler_and_scheduler_lists(server: RunningServer) -> None:
     assert set(samplers) == set(sampler_names()) and "k_euler_a" in samplers["Euler a"]["aliases"]
     labels = {s["label"] for s in server.client.get("/sdapi/v1/schedulers").json()}
     assert {"Automatic", "Karras", "Exponential"} <= labels
+
+
+def test_nulls_mean_defaults_and_sdxl_img2img(server: RunningServer) -> None:
+    body = txt2img(server, seed=None, styles=None, sampler_name=None, override_settings=None)
+    assert json.loads(body["info"])["sampler_name"] == "Euler"
+    response = server.client.post(
+        "/sdapi/v1/img2img",
+        json={**SMALL, "init_images": [png_b64()], "override_settings": {"sd_model_checkpoint": TINY_XL}},
+    )
+    assert response.status_code == 200, response.text
+    assert json.loads(response.json()["info"])["sd_model_name"] == TINY_XL

@@ -112,3 +112,12 @@ def test_micro_batching_merges_concurrent_compatible_requests(models: Path) -> N
         full = server.client.post("/sdapi/v1/txt2img", json={**SMALL, "batch_size": 2, "steps": 4})
         assert full.status_code == 200
         assert json.loads(full.json()["info"])["batch"]["requests"] == 1
+
+
+def test_missing_default_model_is_reported_by_ready(models: Path) -> None:
+    with serve_in_thread(ServerSettings(models_dir=models, default_model="gone.safetensors"), ready=False) as server:
+        response = server.client.get("/ready")
+        assert response.status_code == 503 and "gone.safetensors" in response.json()["error"]["message"]
+        # Selecting an existing model makes the server ready.
+        assert server.client.post("/sdapi/v1/options", json={"sd_model_checkpoint": TINY}).status_code == 200
+        assert server.client.get("/ready").status_code == 200
