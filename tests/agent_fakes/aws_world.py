@@ -223,6 +223,10 @@ class AgentWorld:
     def status(self, task_id: str) -> dict[str, Any] | None:
         return self._table().get_item(Key={"id": task_id}, ConsistentRead=True).get("Item")
 
+    def status_of(self, task_id: str) -> str | None:
+        record = self.status(task_id)
+        return str(record["status"]) if record else None
+
     def update_status(self, task_id: str, **fields: Any) -> None:
         table = self._table()
         names = {f"#k{i}": k for i, k in enumerate(fields)}

@@ -91,7 +91,7 @@ class FakeComfyUI:
         for part in form.iter_parts():
             if part.get_param("name", header="content-disposition") == "image":
                 name = part.get_filename() or "upload.png"
-                self.state.uploads[name] = part.get_payload(decode=True)
+                self.state.uploads[name] = bytes(part.get_payload(decode=True))  # type: ignore[arg-type]
                 return JSONResponse({"name": name, "subfolder": "", "type": "input"})
         return JSONResponse({"error": "no image"}, status_code=400)
 

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from local_stack.ports import free_port
 from queue_agent.agent import Overrides, run_agent
@@ -40,7 +41,8 @@ async def running_agent(
     stop, abort = asyncio.Event(), asyncio.Event()
     ready: asyncio.Future[AgentContext] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(run_agent(settings, stop, abort, overrides, on_ready=ready.set_result))
-    done, _ = await asyncio.wait({task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    started: set[asyncio.Future[Any]] = {task, ready}
+    done, _ = await asyncio.wait(started, timeout=30, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
         raise AssertionError(f"agent exited during start with {task.result()}")
     if ready not in done:

@@ -8,6 +8,7 @@ import time
 import aioboto3
 import pytest
 
+from queue_agent.job import Delivery
 from queue_agent.leases import Leases
 from queue_agent.sqs import TaskQueue
 from tests.agent_fakes.aws_world import AgentWorld, async_wait_until
@@ -25,7 +26,7 @@ async def test_held_messages_stay_invisible_and_released_ones_come_back(world: A
         info = await queue.info()
         assert (info.visibility_timeout, info.max_receive_count) == (3, 3)
         leases = Leases(queue, extension=2, interval=0.5)
-        deliveries = []
+        deliveries: list[Delivery] = []
         while len(deliveries) < 3:
             deliveries += await queue.receive(3, 1, visibility_timeout=leases.visibility_seconds)
         for d in deliveries:
@@ -55,7 +56,7 @@ async def test_a_message_that_is_no_longer_held_is_dropped_from_the_heartbeat(wo
     async with aioboto3.Session().client("sqs", endpoint_url=world.endpoint) as sqs:
         queue = TaskQueue(sqs, world.queue_url)
         leases = Leases(queue, extension=2, interval=0.5)
-        deliveries = []
+        deliveries: list[Delivery] = []
         while len(deliveries) < 2:
             deliveries += await queue.receive(2, 1, visibility_timeout=2)
         for d in deliveries:

@@ -81,7 +81,7 @@ async def test_rejected_payload_fails_at_once_without_retries(world: AgentWorld,
         assert note["status"] == "failed" and note["result"] is False
         assert note["_attributes"]["status"] == "failed"
         assert note["error"]["code"] == "runtime_rejected" and "422" in note["error"]["message"]
-        assert world.status(note["id"])["status"] == "failed"
+        assert world.status_of(note["id"]) == "failed"
     assert len(a1111.finished_calls()) == 3  # one call per task: a rejection is never retried
     assert world.objects() == {}
     assert world.dlq_bodies() == []
@@ -127,6 +127,7 @@ async def test_last_delivery_fails_the_task_and_leaves_the_message_to_the_dlq(aw
     assert notes[0]["attempts"] == 2
     assert len(a1111.finished_calls(503)) == 4  # 2 deliveries x (1 try + 1 retry)
     record = world.status(task_id)
+    assert record is not None
     assert record["status"] == "failed" and record["notified"] == "failed"
     assert json.loads(world.dlq_bodies()[0])["Type"] == "Notification"  # the original, enveloped message
     assert world.notes_per_task() == {task_id: 1}
@@ -152,13 +153,13 @@ async def test_cancel_requested_while_running_interrupts_the_runtime(world: Agen
     task_id = world.submit(task("interrupt-me"))
     table = world._table()
     async with running_agent(world.agent_env(a1111.base_url)):
-        await async_wait_until(lambda: (world.status(task_id) or {}).get("status") == "running", 10, what="running")
+        await async_wait_until(lambda: world.status_of(task_id) == "running", 10, what="running")
         await async_wait_until(lambda: a1111.calls, 10, what="runtime call")
         table.update_item(**cancel_request_update(task_id, utcnow()))
         notes = await world.await_notifications(1, timeout=15)
     assert [(n["id"], n["status"]) for n in notes] == [(task_id, "cancelled")]
     assert a1111.interrupts >= 1 and a1111.finished_calls()[0].interrupted
-    assert world.status(task_id)["status"] == "cancelled"
+    assert world.status_of(task_id) == "cancelled"
     assert world.objects() == {}  # a cancelled task leaves no outputs
 
 

@@ -57,7 +57,7 @@ def test_sigkill_mid_job_then_restart_completes_every_job_exactly_once(
     for task_id in ids:
         keys = set(world.objects(f"output/{task_id}/"))
         assert keys == {f"output/{task_id}/{task_id}-1.png", f"output/{task_id}/{task_id}.out"}
-        assert world.status(task_id)["status"] == "completed"
+        assert world.status_of(task_id) == "completed"
     runs = Counter(str(c.payload["prompt"]) for c in a1111.calls)
     assert runs[victim] == 2, "the killed attempt never finished, so its job ran again"
     assert sum(runs.values()) == len(ids) + 1
@@ -153,4 +153,4 @@ def test_a_second_signal_aborts_the_running_job_and_hands_it_back(aws_env, a1111
     assert a1111.interrupts == 1 and a1111.finished_calls()[0].interrupted
     assert world.queue_counts() == (1, 0)  # visible again at once, for the next pod to run from scratch
     assert world.notifications() == []
-    assert world.status(task_id)["status"] == "running"  # not terminal: it will run again
+    assert world.status_of(task_id) == "running"  # not terminal: it will run again

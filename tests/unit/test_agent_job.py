@@ -15,21 +15,18 @@ from queue_agent.retry import RetryPolicy
 from tests.agent_fakes.aws_world import task
 
 
-def delivery(body: str, **kw) -> Delivery:
-    now = time.monotonic()
-    values = {
-        "message_id": "m-1",
-        "receipt_handle": "r-1",
-        "body": body,
-        "receive_count": 1,
-        "sent_epoch": time.time() - 2.0,
-        "trace_header": None,
-        "received_at": now,
-        "receive_wait": 0.01,
-        "received_epoch": time.time(),
-    }
-    values.update(kw)
-    return Delivery(**values)
+def delivery(body: str) -> Delivery:
+    return Delivery(
+        message_id="m-1",
+        receipt_handle="r-1",
+        body=body,
+        receive_count=1,
+        sent_epoch=time.time() - 2.0,
+        trace_header=None,
+        received_at=time.monotonic(),
+        receive_wait=0.01,
+        received_epoch=time.time(),
+    )
 
 
 def test_raw_request_and_sns_envelope_parse_to_the_same_task() -> None:

@@ -7,7 +7,7 @@ import io
 import json
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -67,7 +67,7 @@ def test_library_debug_chatter_stays_quiet_even_at_debug(log_stream: io.StringIO
 
 
 @pytest.fixture
-async def status_server() -> Iterator[tuple[str, Health, Metrics]]:
+async def status_server() -> AsyncIterator[tuple[str, Health, Metrics]]:
     health, metrics = Health(threshold=2), Metrics()
     server = StatusServer(health, metrics)
     port = await server.start("127.0.0.1", 0)

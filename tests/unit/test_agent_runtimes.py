@@ -10,7 +10,7 @@ import pytest
 
 from contract import QueueMessage, TaskType
 from local_stack.ports import free_port
-from queue_agent.errors import PermanentError, TransientError
+from queue_agent.errors import JobError, PermanentError, TransientError
 from queue_agent.runtimes import A1111Runtime, ComfyUIRuntime, build_runtime
 from queue_agent.runtimes.base import artifact_from_bytes
 from queue_agent.settings import load_settings
@@ -92,7 +92,7 @@ async def test_http_errors_are_classified(a1111: FakeA1111, behavior: Behavior, 
             await runtime.run(message("text-to-image", {"prompt": "p"}), {})
     finally:
         await runtime.aclose()
-    assert info.value.code == code
+    assert isinstance(info.value, JobError) and info.value.code == code
     assert "txt2img" in str(info.value)
 
 
