@@ -7,6 +7,8 @@ EXTRAS := lambda,agent,runtime,infra,cli,dev
 STAMP := $(VENV)/.installed
 TOOLS := .tools/bin
 export OMP_NUM_THREADS ?= 1
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION ?= 1
+CHROMIUM ?= /usr/bin/chromium
 export PATH := $(CURDIR)/$(TOOLS):$(CURDIR)/node_modules/.bin:$(PATH)
 
 .PHONY: setup test lint demo synth bench clean help
@@ -18,7 +20,7 @@ help:
 	@echo "make synth  - synthesise the CDK app into cdk.out"
 	@echo "make bench  - run the benchmarks, results in benchmarks/RESULTS.md"
 
-setup: $(STAMP) node_modules/.installed $(TOOLS)/helm
+setup: $(STAMP) node_modules/.installed $(TOOLS)/helm $(CHROMIUM)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,12 +37,19 @@ node_modules/.installed: package.json package-lock.json
 $(TOOLS)/helm: $(STAMP)
 	$(PY) scripts/install_k8s_tools.py $(TOOLS)
 
+# Debian's Chromium drives the web page's browser test (never a browser download at test time).
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "install Chromium and set CHROMIUM=/path/to/chromium"; exit 1; }
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium >/dev/null
+
 test: setup
 	$(PY) -m pytest
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy contract queue_agent inference_api infra sdq local_stack lambda/task_api
+	helm lint --strict charts/sd-on-eks
 
 demo: setup
 	$(PY) -m local_stack demo

@@ -181,7 +181,9 @@ def test_there_are_at_least_thirty_cases() -> None:
     assert len(CASES) >= 30
 
 
-@pytest.mark.parametrize("raw", [b"", b"{", b"\xff\xfe", b"null", b"42", b'"text"', b'{"task": NaN}', b'{"task": {"metadata": Infinity}}'])
+@pytest.mark.parametrize(
+    "raw", [b"", b"{", b"\xff\xfe", b"null", b"42", b'"text"', b'{"task": NaN}', b'{"task": {"metadata": Infinity}}']
+)
 def test_non_json_or_non_object_bodies(raw: bytes) -> None:
     with pytest.raises(ContractError) as info:
         parse_request(raw)
