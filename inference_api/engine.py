@@ -10,7 +10,6 @@ import asyncio
 import functools
 import itertools
 import logging
-import random
 import threading
 import time
 from collections import OrderedDict
@@ -26,8 +25,9 @@ from contract.errors import FieldIssue
 from inference_api import esrgan
 from inference_api.batcher import MicroBatcher
 from inference_api.errors import ApiError, interrupted, invalid, invalid_field, not_ready, out_of_memory
-from inference_api.generation import GenerationJob, GenerationResult, info_json, plan_calls, prepare_mask, run_batch
-from inference_api.images import decode_image, encode_png, resize_for_img2img
+from inference_api.generation import GenerationJob, GenerationResult, plan_calls, run_batch
+from inference_api.images import decode_image, encode_png
+from inference_api.jobs import build_job, response_body, unsupported_notes
 from inference_api.loading import DeviceSettings, LoadedModel, free, load_model
 from inference_api.models import (
     ExtraBatchImagesRequest,
@@ -39,13 +39,11 @@ from inference_api.models import (
 )
 from inference_api.progress import Interrupted, Progress
 from inference_api.registry import Catalog, ModelEntry, PipelineCache
-from inference_api.samplers import UnknownName, choose
 from inference_api.settings import ServerSettings
 from inference_api.upscale import UpscaleOutcome, check_target, html_info, resolve_name, upscale_one
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-SEED_SPACE = 2**32  # random seeds are drawn as A1111 draws them
 MAX_UPSCALERS_LOADED = 2
 
 
@@ -215,13 +213,21 @@ class Engine:
     # -- generation --------------------------------------------------------------------------------
 
     async def txt2img(self, req: Txt2ImgRequest) -> dict[str, Any]:
-        job = self._build_job(req, "txt2img")
-        return await self._generate(req, job)
+        return await self._generate(req, self._job(req, "txt2img"))
 
     async def img2img(self, req: Img2ImgRequest) -> dict[str, Any]:
-        task = "inpaint" if req.mask else "img2img"
-        job = self._build_job(req, task)
-        return await self._generate(req, job)
+        return await self._generate(req, self._job(req, "inpaint" if req.mask else "img2img"))
+
+    def _job(self, req: _GenerationBase, task: str) -> GenerationJob:
+        model, issues = self.current, []
+        override = req.checkpoint_override()
+        if override:
+            try:
+                model = self.find_model(override, "override_settings.sd_model_checkpoint")
+            except ApiError as exc:
+                model, issues = None, exc.fields
+        default_clip_skip = int(self._options.get("CLIP_stop_at_last_layers") or 1)
+        return build_job(req, task, model, issues, default_clip_skip)
 
     async def _generate(self, req: _GenerationBase, job: GenerationJob) -> dict[str, Any]:
         self.counters.requests += 1
@@ -230,90 +236,13 @@ class Engine:
         except ApiError:
             self.counters.errors += 1
             raise
-        result.notes.extend(_unsupported_notes(req))
+        result.notes.extend(unsupported_notes(req))
         self.counters.images += len(result.images)
         self.counters.pipeline_seconds += result.pipeline_seconds / max(result.batch.requests, 1)
         if not req.override_settings_restore_afterwards and req.checkpoint_override():
             with self._lock:
                 self._current = job.model
-        return self._response(req, job, result)
-
-    def _response(self, req: _GenerationBase, job: GenerationJob, result: GenerationResult) -> dict[str, Any]:
-        from inference_api.generation import infotext
-
-        images = []
-        if req.send_images:
-            schedule = job.sampler.schedule.name
-            images = [
-                encode_png(img, infotext(job, i, job.model.title, schedule)) for i, img in enumerate(result.images)
-            ]
-            if isinstance(req, Img2ImgRequest) and req.include_init_images:
-                images += req.init_images
-        parameters = req.model_dump(mode="json")
-        if isinstance(req, Img2ImgRequest):
-            parameters.update(init_images=None, mask=None)  # as A1111: do not echo megabytes of input back
-        info = info_json(job, result, job.model.title, req.styles, req.subseed)
-        return {"images": images, "parameters": parameters, "info": info}
-
-    def _build_job(self, req: _GenerationBase, task: str) -> GenerationJob:
-        issues: list[FieldIssue] = []
-        sampler = None
-        try:
-            sampler = choose(req.sampler_name or req.sampler_index, req.scheduler)
-        except UnknownName as exc:
-            issues.append(FieldIssue(exc.field, exc.rule, str(exc)))
-        model: ModelEntry | None = None
-        override = req.checkpoint_override()
-        if override:
-            try:
-                model = self.find_model(override, "override_settings.sd_model_checkpoint")
-            except ApiError as exc:
-                issues += exc.fields
-        else:
-            model = self.current
-        init_images: list[Image.Image] = []
-        mask = None
-        if isinstance(req, Img2ImgRequest):
-            for i, data in enumerate(req.init_images):
-                try:
-                    init_images.append(decode_image(data, f"init_images.{i}"))
-                except ApiError as exc:
-                    issues += exc.fields
-            if req.mask:
-                try:
-                    mask = decode_image(req.mask, "mask")
-                except ApiError as exc:
-                    issues += exc.fields
-        if issues:
-            raise invalid(issues)
-        if model is None or sampler is None:
-            raise not_ready("no model is available in the model directory" if model is None else "no sampler")
-        count = req.image_count
-        seed = req.seed if req.seed >= 0 else random.randrange(SEED_SPACE)
-        clip_skip = req.clip_skip or _int_option(req.override_settings, "CLIP_stop_at_last_layers")
-        job = GenerationJob(
-            task=task,
-            model=model,
-            prompts=[req.prompt] * count,
-            negative_prompts=[req.negative_prompt] * count,
-            seeds=[(seed + i) % 2**63 for i in range(count)],
-            width=req.width,
-            height=req.height,
-            steps=req.steps,
-            cfg_scale=req.cfg_scale,
-            sampler=sampler,
-            batch_size=req.batch_size,
-            n_iter=req.n_iter,
-            clip_skip=clip_skip or int(self._options.get("CLIP_stop_at_last_layers") or 1),
-            eta=req.eta,
-        )
-        if isinstance(req, Img2ImgRequest):
-            job.denoising_strength = req.denoising_strength
-            resized = [resize_for_img2img(img, req.width, req.height, req.resize_mode) for img in init_images]
-            job.init_images = [resized[i % len(resized)] for i in range(count)]
-            if mask is not None:
-                job.mask = prepare_mask(mask, (req.width, req.height), req.mask_blur, bool(req.inpainting_mask_invert))
-        return job
+        return response_body(req, job, result)
 
     async def _run_jobs(self, jobs: list[GenerationJob]) -> list[GenerationResult | BaseException]:
         return await self.in_worker(self._run_jobs_sync, jobs)
@@ -424,27 +353,6 @@ class Engine:
             "device": self.device.device,
             "dtype": str(self.device.dtype).removeprefix("torch."),
         }
-
-
-def _unsupported_notes(req: _GenerationBase) -> list[str]:
-    """A1111 features this runtime accepts but does not apply: said in ``info`` rather than failing the job."""
-    notes = []
-    if getattr(req, "enable_hr", False):
-        notes.append("hires fix (enable_hr) is not supported; generated at the base size")
-    if req.alwayson_scripts:
-        notes.append(f"alwayson_scripts ignored: {', '.join(sorted(req.alwayson_scripts))}")
-    if req.styles:
-        notes.append("styles are not supported; prompts used as given")
-    if req.subseed_strength > 0:
-        notes.append("variation seeds (subseed_strength) are not supported")
-    if req.restore_faces or req.tiling:
-        notes.append("restore_faces and tiling are not supported")
-    return notes
-
-
-def _int_option(settings: dict[str, Any] | None, key: str) -> int | None:
-    value = (settings or {}).get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 12 else None
 
 
 def _is_oom(exc: BaseException) -> bool:

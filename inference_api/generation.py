@@ -8,7 +8,6 @@ prompt and seed, and the same seed gives the same image whether it ran alone or 
 from __future__ import annotations
 
 import inspect
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +19,6 @@ from inference_api.loading import LoadedModel
 from inference_api.progress import Progress
 from inference_api.registry import ModelEntry
 from inference_api.samplers import SamplerChoice, build_scheduler, is_replaceable
-
-VERSION = "inference_api"
 
 
 @dataclass
@@ -182,75 +179,3 @@ def prepare_mask(mask: Image.Image, size: tuple[int, int], blur: int, invert: bo
     if blur > 0:
         gray = gray.filter(ImageFilter.GaussianBlur(blur))
     return gray
-
-
-def infotext(job: GenerationJob, index: int, model_title: str, schedule: str) -> str:
-    """AUTOMATIC1111's human-readable generation parameters for one image (also stored in the PNG)."""
-    params: dict[str, Any] = {
-        "Steps": job.steps,
-        "Sampler": job.sampler.label,
-        "Schedule type": schedule,
-        "CFG scale": job.cfg_scale,
-        "Seed": job.seeds[index],
-        "Size": f"{job.width}x{job.height}",
-        "Model": model_title,
-    }
-    if job.task != "txt2img":
-        params["Denoising strength"] = job.denoising_strength
-    if job.clip_skip > 1:
-        params["Clip skip"] = job.clip_skip
-    params["Version"] = VERSION
-    text = job.prompts[index]
-    if job.negative_prompts[index]:
-        text += f"\nNegative prompt: {job.negative_prompts[index]}"
-    return text + "\n" + ", ".join(f"{k}: {v}" for k, v in params.items())
-
-
-def info_json(
-    job: GenerationJob, result: GenerationResult, model_title: str, styles: list[str] | None, subseed: int
-) -> str:
-    """The ``info`` string of a txt2img/img2img response (JSON, A1111 field names) plus our timings."""
-    schedule = job.sampler.schedule.name
-    infotexts = [infotext(job, i, model_title, schedule) for i in range(job.image_count)]
-    data = {
-        "prompt": job.prompts[0],
-        "all_prompts": job.prompts,
-        "negative_prompt": job.negative_prompts[0],
-        "all_negative_prompts": job.negative_prompts,
-        "seed": job.seeds[0],
-        "all_seeds": job.seeds,
-        "subseed": subseed,
-        "all_subseeds": [subseed] * job.image_count,
-        "subseed_strength": 0,
-        "width": job.width,
-        "height": job.height,
-        "sampler_name": job.sampler.label,
-        "scheduler": schedule,
-        "cfg_scale": job.cfg_scale,
-        "steps": job.steps,
-        "batch_size": job.batch_size,
-        "n_iter": job.n_iter,
-        "restore_faces": False,
-        "face_restoration_model": None,
-        "sd_model_name": job.model.model_name,
-        "sd_model_hash": None,
-        "sd_vae_name": None,
-        "sd_vae_hash": None,
-        "seed_resize_from_w": -1,
-        "seed_resize_from_h": -1,
-        "denoising_strength": job.denoising_strength,
-        "extra_generation_params": {"notes": result.notes} if result.notes else {},
-        "index_of_first_image": 0,
-        "infotexts": infotexts,
-        "styles": styles or [],
-        "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
-        "clip_skip": job.clip_skip,
-        "is_using_inpainting_conditioning": job.task == "inpaint",
-        "version": VERSION,
-        "timings": {
-            "pipeline_seconds": round(result.pipeline_seconds, 6),
-            "queue_seconds": round(result.queue_seconds, 6),
-        },
-        "batch": {"id": result.batch.batch_id, "requests": result.batch.requests, "images": result.batch.images},
-    }
-    return json.dumps(data)

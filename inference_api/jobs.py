@@ -1,0 +1,187 @@
+"""From an A1111 request to a generation job, and from its result to the A1111 response body."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from typing import Any
+
+from PIL import Image
+
+from contract.errors import FieldIssue
+from inference_api.errors import ApiError, invalid, not_ready
+from inference_api.generation import GenerationJob, GenerationResult, prepare_mask
+from inference_api.images import decode_image, encode_png, resize_for_img2img
+from inference_api.models import Img2ImgRequest, _GenerationBase
+from inference_api.registry import ModelEntry
+from inference_api.samplers import UnknownName, choose
+
+VERSION = "inference_api"
+SEED_SPACE = 2**32  # random seeds are drawn as A1111 draws them
+
+
+def build_job(
+    req: _GenerationBase, task: str, model: ModelEntry | None, issues: list[FieldIssue], default_clip_skip: int
+) -> GenerationJob:
+    """Validate what pydantic cannot (names, images) and expand the request into per-image prompts and seeds.
+
+    ``issues`` already found by the caller (an unknown model) are reported together with ours.
+    """
+    issues = list(issues)
+    sampler = None
+    try:
+        sampler = choose(req.sampler_name or req.sampler_index, req.scheduler)
+    except UnknownName as exc:
+        issues.append(FieldIssue(exc.field, exc.rule, str(exc)))
+    init_images: list[Image.Image] = []
+    mask = None
+    if isinstance(req, Img2ImgRequest):
+        for i, data in enumerate(req.init_images):
+            try:
+                init_images.append(decode_image(data, f"init_images.{i}"))
+            except ApiError as exc:
+                issues += exc.fields
+        if req.mask:
+            try:
+                mask = decode_image(req.mask, "mask")
+            except ApiError as exc:
+                issues += exc.fields
+    if issues:
+        raise invalid(issues)
+    if model is None or sampler is None:
+        raise not_ready("no model is available in the model directory")
+    count = req.image_count
+    seed = req.seed if req.seed >= 0 else random.randrange(SEED_SPACE)
+    clip_skip = req.clip_skip or _int_option(req.override_settings, "CLIP_stop_at_last_layers")
+    job = GenerationJob(
+        task=task,
+        model=model,
+        prompts=[req.prompt] * count,
+        negative_prompts=[req.negative_prompt] * count,
+        seeds=[(seed + i) % 2**63 for i in range(count)],  # image i gets seed + i, as in A1111
+        width=req.width,
+        height=req.height,
+        steps=req.steps,
+        cfg_scale=req.cfg_scale,
+        sampler=sampler,
+        batch_size=req.batch_size,
+        n_iter=req.n_iter,
+        clip_skip=clip_skip or default_clip_skip,
+        eta=req.eta,
+    )
+    if isinstance(req, Img2ImgRequest):
+        job.denoising_strength = req.denoising_strength
+        resized = [resize_for_img2img(img, req.width, req.height, req.resize_mode) for img in init_images]
+        job.init_images = [resized[i % len(resized)] for i in range(count)]
+        if mask is not None:
+            job.mask = prepare_mask(mask, (req.width, req.height), req.mask_blur, bool(req.inpainting_mask_invert))
+    return job
+
+
+def response_body(req: _GenerationBase, job: GenerationJob, result: GenerationResult) -> dict[str, Any]:
+    """``{"images", "parameters", "info"}`` as AUTOMATIC1111 answers txt2img and img2img."""
+    images = []
+    if req.send_images:
+        schedule = job.sampler.schedule.name
+        images = [encode_png(img, infotext(job, i, job.model.title, schedule)) for i, img in enumerate(result.images)]
+        if isinstance(req, Img2ImgRequest) and req.include_init_images:
+            images += req.init_images
+    parameters = req.model_dump(mode="json")
+    if isinstance(req, Img2ImgRequest):
+        parameters.update(init_images=None, mask=None)  # as A1111: do not echo megabytes of input back
+    info = info_json(job, result, job.model.title, req.styles, req.subseed)
+    return {"images": images, "parameters": parameters, "info": info}
+
+
+def unsupported_notes(req: _GenerationBase) -> list[str]:
+    """A1111 features this runtime accepts but does not apply: said in ``info`` rather than failing the job."""
+    notes = []
+    if getattr(req, "enable_hr", False):
+        notes.append("hires fix (enable_hr) is not supported; generated at the base size")
+    if req.alwayson_scripts:
+        notes.append(f"alwayson_scripts ignored: {', '.join(sorted(req.alwayson_scripts))}")
+    if req.styles:
+        notes.append("styles are not supported; prompts used as given")
+    if req.subseed_strength > 0:
+        notes.append("variation seeds (subseed_strength) are not supported")
+    if req.restore_faces or req.tiling:
+        notes.append("restore_faces and tiling are not supported")
+    return notes
+
+
+def _int_option(settings: dict[str, Any] | None, key: str) -> int | None:
+    value = (settings or {}).get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 12 else None
+
+
+def infotext(job: GenerationJob, index: int, model_title: str, schedule: str) -> str:
+    """AUTOMATIC1111's human-readable generation parameters for one image (also stored in the PNG)."""
+    params: dict[str, Any] = {
+        "Steps": job.steps,
+        "Sampler": job.sampler.label,
+        "Schedule type": schedule,
+        "CFG scale": job.cfg_scale,
+        "Seed": job.seeds[index],
+        "Size": f"{job.width}x{job.height}",
+        "Model": model_title,
+    }
+    if job.task != "txt2img":
+        params["Denoising strength"] = job.denoising_strength
+    if job.clip_skip > 1:
+        params["Clip skip"] = job.clip_skip
+    params["Version"] = VERSION
+    text = job.prompts[index]
+    if job.negative_prompts[index]:
+        text += f"\nNegative prompt: {job.negative_prompts[index]}"
+    return text + "\n" + ", ".join(f"{k}: {v}" for k, v in params.items())
+
+
+def info_json(
+    job: GenerationJob, result: GenerationResult, model_title: str, styles: list[str] | None, subseed: int
+) -> str:
+    """The ``info`` string of a txt2img/img2img response (JSON, A1111 field names) plus our timings."""
+    schedule = job.sampler.schedule.name
+    infotexts = [infotext(job, i, model_title, schedule) for i in range(job.image_count)]
+    data = {
+        "prompt": job.prompts[0],
+        "all_prompts": job.prompts,
+        "negative_prompt": job.negative_prompts[0],
+        "all_negative_prompts": job.negative_prompts,
+        "seed": job.seeds[0],
+        "all_seeds": job.seeds,
+        "subseed": subseed,
+        "all_subseeds": [subseed] * job.image_count,
+        "subseed_strength": 0,
+        "width": job.width,
+        "height": job.height,
+        "sampler_name": job.sampler.label,
+        "scheduler": schedule,
+        "cfg_scale": job.cfg_scale,
+        "steps": job.steps,
+        "batch_size": job.batch_size,
+        "n_iter": job.n_iter,
+        "restore_faces": False,
+        "face_restoration_model": None,
+        "sd_model_name": job.model.model_name,
+        "sd_model_hash": None,
+        "sd_vae_name": None,
+        "sd_vae_hash": None,
+        "seed_resize_from_w": -1,
+        "seed_resize_from_h": -1,
+        "denoising_strength": job.denoising_strength,
+        "extra_generation_params": {"notes": result.notes} if result.notes else {},
+        "index_of_first_image": 0,
+        "infotexts": infotexts,
+        "styles": styles or [],
+        "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
+        "clip_skip": job.clip_skip,
+        "is_using_inpainting_conditioning": job.task == "inpaint",
+        "version": VERSION,
+        "timings": {
+            "pipeline_seconds": round(result.pipeline_seconds, 6),
+            "queue_seconds": round(result.queue_seconds, 6),
+        },
+        "batch": {"id": result.batch.batch_id, "requests": result.batch.requests, "images": result.batch.images},
+    }
+    return json.dumps(data)
