@@ -121,3 +121,22 @@ def test_missing_default_model_is_reported_by_ready(models: Path) -> None:
         # Selecting an existing model makes the server ready.
         assert server.client.post("/sdapi/v1/options", json={"sd_model_checkpoint": TINY}).status_code == 200
         assert server.client.get("/ready").status_code == 200
+
+
+def test_mixed_concurrent_requests_each_get_their_own_images(models: Path) -> None:
+    settings = ServerSettings(models_dir=models, max_batch=4, batch_window_ms=200)
+    with serve_in_thread(settings) as server:
+        bodies = [
+            {**SMALL, "prompt": f"prompt {i}", "seed": 100 + i, "steps": 3 if i % 2 else 4, "batch_size": 1 + i % 2}
+            for i in range(6)
+        ]
+        responses = _concurrently(server, bodies)
+        assert [r.status_code for r in responses] == [200] * 6
+        for body, response in zip(bodies, responses, strict=True):
+            info = json.loads(response.json()["info"])
+            assert info["all_prompts"] == [body["prompt"]] * body["batch_size"]
+            assert info["all_seeds"] == [body["seed"] + k for k in range(body["batch_size"])]
+            assert info["steps"] == body["steps"] and len(response.json()["images"]) == body["batch_size"]
+        stats = server.client.get("/stats").json()
+        assert stats["batcher"]["requests"] == 6 and stats["images"] == 9
+        assert stats["batcher"]["largest_batch"] <= 4
