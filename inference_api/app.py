@@ -145,6 +145,8 @@ def _not_ready_reason(engine: Engine) -> str:
         return f"default model {wanted!r} not found in the model directory"
     if engine.current is None:
         return "no model found in the model directory"
+    if engine.warming:
+        return f"model {engine.current.title} is warming up"
     return f"model {engine.current.title} is not loaded yet"
 
 

@@ -31,6 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
         batch_window_ms=args.batch_window_ms,
         cache_size=args.cache_size,
         preload=not args.no_preload,
+        warmup=args.warmup,
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0
@@ -76,6 +77,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-window-ms", type=float, default=10.0, help="how long a batch waits for companions")
     s.add_argument("--cache-size", type=int, default=2, help="loaded pipelines kept (LRU)")
     s.add_argument("--no-preload", action="store_true", help="load the default model on first use, not at start")
+    s.add_argument("--warmup", action="store_true", help="generate once per batch size before /ready (compile)")
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     s.add_argument("--log-level", default=os.environ.get("LOGLEVEL", "info").lower())
     s.set_defaults(func=_serve)

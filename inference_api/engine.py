@@ -78,6 +78,8 @@ class Engine:
         self._upscalers: OrderedDict[str, esrgan.EsrganUpscaler] = OrderedDict()
         self._preload: asyncio.Task[None] | None = None
         self.load_error: str | None = None
+        self.warming = False
+        self.warmup_seconds = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -112,10 +114,33 @@ class Engine:
 
     async def _load_in_background(self, entry: ModelEntry) -> None:
         try:
+            if self.settings.warmup:
+                self.warming = True
             await self.in_worker(self._ensure_loaded, entry)
+            if self.settings.warmup:
+                await self.in_worker(self._warm_up, entry)
         except Exception as exc:  # reported by /ready and the next request, the server stays up
             log.exception("loading %s failed", entry.name)
             self.load_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.warming = False
+
+    def _warm_up(self, entry: ModelEntry) -> None:
+        """One short generation per batch size at the model's native size, before /ready says yes.
+
+        With --compile every new input shape compiles (minutes on a big UNet); paying that before the pod
+        takes traffic keeps the first jobs from timing out.
+        """
+        pipe = self._ensure_loaded(entry).text2img
+        side = int(getattr(pipe, "default_sample_size", 64) or 64) * int(getattr(pipe, "vae_scale_factor", 8) or 8)
+        started = time.monotonic()
+        for batch in range(1, self.settings.max_batch + 1):
+            with torch.inference_mode():
+                pipe(prompt=["warm-up"] * batch, num_inference_steps=2, width=side, height=side, output_type="pil")
+        self.warmup_seconds = time.monotonic() - started
+        log.info(
+            "warmed up %s (batch 1..%d, %dpx) in %.1fs", entry.name, self.settings.max_batch, side, self.warmup_seconds
+        )
 
     @property
     def current(self) -> ModelEntry | None:
@@ -124,7 +149,7 @@ class Engine:
 
     def ready(self) -> bool:
         current = self.current
-        return current is not None and current.name in self.cache
+        return current is not None and current.name in self.cache and not self.warming
 
     async def in_worker(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -350,6 +375,7 @@ class Engine:
             "interrupted": c.interrupted,
             "out_of_memory": c.out_of_memory,
             "pipeline_seconds": round(c.pipeline_seconds, 6),
+            "warmup_seconds": round(self.warmup_seconds, 3),
             "device": self.device.device,
             "dtype": str(self.device.dtype).removeprefix("torch."),
         }

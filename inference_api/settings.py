@@ -18,4 +18,5 @@ class ServerSettings:
     batch_window_ms: float = 10.0
     cache_size: int = 2
     preload: bool = True
+    warmup: bool = False  # run one short generation per batch size before /ready (for --compile)
     max_body_bytes: int = 64 * 1024 * 1024

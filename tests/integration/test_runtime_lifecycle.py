@@ -140,3 +140,11 @@ def test_mixed_concurrent_requests_each_get_their_own_images(models: Path) -> No
         stats = server.client.get("/stats").json()
         assert stats["batcher"]["requests"] == 6 and stats["images"] == 9
         assert stats["batcher"]["largest_batch"] <= 4
+
+
+def test_warmup_runs_before_ready(models: Path) -> None:
+    settings = ServerSettings(models_dir=models, max_batch=2, warmup=True)
+    with serve_in_thread(settings) as server:
+        stats = server.client.get("/stats").json()
+        assert stats["ready"] and stats["warmup_seconds"] > 0
+        assert server.client.post("/sdapi/v1/txt2img", json=SMALL).status_code == 200
