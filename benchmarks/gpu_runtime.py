@@ -127,7 +127,7 @@ def server_throughput(plan: Plan, work: Path) -> dict[str, Any]:
 
     dtype = torch.float32 if plan.smoke else torch.float16
     models = work / "models"
-    build_pipeline(_architecture(plan), dtype=dtype).save_pretrained(models / "sd15-random")
+    build_pipeline(_architecture(plan), dtype=dtype, device=plan.device).save_pretrained(models / "sd15-random")
     results: dict[str, Any] = {}
     for max_batch in (1, 4):
         settings = ServerSettings(
