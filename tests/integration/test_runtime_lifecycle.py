@@ -126,7 +126,7 @@ def test_missing_default_model_is_reported_by_ready(models: Path) -> None:
 def test_mixed_concurrent_requests_each_get_their_own_images(models: Path) -> None:
     settings = ServerSettings(models_dir=models, max_batch=4, batch_window_ms=200)
     with serve_in_thread(settings) as server:
-        bodies = [
+        bodies: list[dict[str, Any]] = [
             {**SMALL, "prompt": f"prompt {i}", "seed": 100 + i, "steps": 3 if i % 2 else 4, "batch_size": 1 + i % 2}
             for i in range(6)
         ]
