@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -124,6 +125,9 @@ async def run_agent(
             except _Stopped:
                 log.info("stopped before the runtime was ready")
                 return 0
+            # Everything allocated so far (botocore's service models above all) lives as long as the
+            # process: keep it out of the collector's way so a full collection never stalls a hand-off.
+            gc.freeze()
             health.mark_ready()
             metrics.runtime_healthy.set(1)
             log.info("runtime ready; receiving", extra={"runtime": settings.runtime_type.value})

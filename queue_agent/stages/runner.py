@@ -12,6 +12,7 @@ whatever it is, goes on to the finisher as an Outcome.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -49,52 +50,53 @@ class Runner:
         self.to_finisher = to_finisher
         self.abort = abort
         self._last_end: float | None = None
+        self._current: asyncio.Task[Outcome] | None = None
 
     async def run(self) -> None:
         """Run jobs until the ``None`` sentinel arrives."""
+        aborter = asyncio.create_task(self._abort_when_asked())
         done: Job | None = None  # ran, not yet handed to the finisher
-        while True:
-            if done is not None and self.jobs.empty():
-                await self._hand_over(done)  # nothing to dispatch first
-                done = None
-            job = await self.jobs.get()
-            if job is None:
-                break
-            dispatched = asyncio.Event()
-            with task_context(job.task_id):
-                running = asyncio.create_task(self._run_or_abort(job, dispatched))
+        try:
+            while True:
+                if done is not None and self.jobs.empty():
+                    await self._hand_over(done)  # nothing to dispatch first
+                    done = None
+                job = await self.jobs.get()
+                if job is None:
+                    break
+                dispatched = asyncio.Event()
+                with task_context(job.task_id):
+                    self._current = execution = asyncio.create_task(self._execute(job, dispatched))
+                # However the job ends (even aborted before it started), never hold the previous one back.
+                execution.add_done_callback(functools.partial(_set_on_done, dispatched))
+                if done is not None:
+                    await dispatched.wait()
+                    await self._hand_over(done)
+                    done = None
+                await asyncio.wait((execution,))
+                self._current = None
+                # Cancelled only by an abort: the job never finished, so its message goes back.
+                job.outcome = Outcome(Disposition.RETURN) if execution.cancelled() else execution.result()
+                done = job
             if done is not None:
-                await dispatched.wait()
                 await self._hand_over(done)
-                done = None
-            job.outcome = await running
-            done = job
-        if done is not None:
-            await self._hand_over(done)
+        finally:
+            if self.abort.is_set():
+                await aborter  # let the interrupt reach the runtime
+            else:
+                aborter.cancel()
 
     async def _hand_over(self, job: Job) -> None:
         self.slots.give_back()
         await self.to_finisher.put(job)
 
-    async def _run_or_abort(self, job: Job, dispatched: asyncio.Event) -> Outcome:
-        try:
-            return await self._abortable(job, dispatched)
-        finally:
-            dispatched.set()  # whatever happened, never hold the previous job back
-
-    async def _abortable(self, job: Job, dispatched: asyncio.Event) -> Outcome:
-        # A second SIGTERM/SIGINT aborts the running job: interrupt the runtime and hand the message back.
-        execution = asyncio.create_task(self._execute(job, dispatched))
-        aborted = asyncio.create_task(self.abort.wait())
-        await asyncio.wait({execution, aborted}, return_when=asyncio.FIRST_COMPLETED)
-        aborted.cancel()
-        if execution.done():
-            return execution.result()
-        log.warning("aborting the running job; its message goes back to the queue")
-        execution.cancel()
-        await self.ctx.runtime.interrupt()
-        await asyncio.gather(execution, return_exceptions=True)
-        return Outcome(Disposition.RETURN)
+    async def _abort_when_asked(self) -> None:
+        """A second SIGTERM/SIGINT aborts the running job: interrupt the runtime, hand the message back."""
+        await self.abort.wait()
+        if self._current is not None and not self._current.done():
+            log.warning("aborting the running job; its message goes back to the queue")
+            self._current.cancel()
+            await self.ctx.runtime.interrupt()
 
     async def _execute(self, job: Job, dispatched: asyncio.Event) -> Outcome:
         ctx = self.ctx
@@ -113,7 +115,6 @@ class Runner:
         job.running_write = asyncio.create_task(self._mark_running(job, dispatched))
         watcher = asyncio.create_task(self._watch(job, job.running_write, watch))
         timeout = asyncio.timeout(ctx.settings.job_timeout)
-        log.info("running", extra={"tasktype": str(message.tasktype)})
 
         async def attempt() -> RuntimeResult:
             # An interrupted call may look transient; once the task is cancelled there is no retrying it.
@@ -161,6 +162,8 @@ class Runner:
     async def _mark_running(self, job: Job, dispatched: asyncio.Event) -> bool:
         """Conditionally move the record to running; False when it had already moved on without us."""
         await dispatched.wait()
+        assert job.message is not None
+        log.info("running", extra={"tasktype": str(job.message.tasktype)})
         try:
             with self.ctx.tracer.span(job.trace, "dynamodb", operation="running"):
                 return await self.ctx.store.transition(job.task_id, TaskStatus.RUNNING, count_attempt=True)
@@ -197,3 +200,7 @@ class Runner:
                 continue
             await ctx.runtime.interrupt()
             return
+
+
+def _set_on_done(event: asyncio.Event, _: asyncio.Task[Outcome]) -> None:
+    event.set()

@@ -70,7 +70,8 @@ class FakeA1111:
         ]
         if ours:
             routes += [Route("/health", self._ok), Route("/ready", self._ok)]
-        self.app = Starlette(routes=routes)
+        self.starlette = Starlette(routes=routes)
+        self.app = _CallTimer(self.starlette)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, port: int = 0) -> FakeA1111:
@@ -137,14 +138,13 @@ class FakeA1111:
         endpoint = request.url.path.rsplit("/", 1)[1]
         payload = await request.json()
         async with self._busy:
-            call = Call(endpoint, time.monotonic(), payload=payload)
+            call = Call(endpoint, request.state.arrived, payload=payload)
+            request.state.call = call  # _CallTimer sets call.ended once the response is sent
             with self._guard:
                 self.calls.append(call)
             status, body = await self._answer(endpoint, payload, call)
             call.status = status
-            response = JSONResponse(body, status_code=status)
-            call.ended = time.monotonic()
-            return response
+            return JSONResponse(body, status_code=status)
 
     async def _answer(self, endpoint: str, payload: dict[str, Any], call: Call) -> tuple[int, Any]:
         assert self._interrupt is not None
@@ -178,6 +178,31 @@ class FakeA1111:
             "sd_model_name": self.options["sd_model_checkpoint"],
         }
         return 200, {"images": images, "parameters": params, "info": json.dumps(info)}
+
+
+class _CallTimer:
+    """ASGI wrapper timing each generation call as the runtime experiences it: from the request's
+    arrival to the last byte of the response. Between two calls the runtime has nothing to do."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].rsplit("/", 1)[-1] not in _GENERATION:
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        state["arrived"] = time.monotonic()
+
+        async def timed_send(message: dict[str, Any]) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body") and "call" in state:
+                state["call"].ended = time.monotonic()
+
+        await self.app(scope, receive, timed_send)
+
+
+_GENERATION = frozenset({"txt2img", "img2img", "extra-single-image", "extra-batch-images"})
 
 
 def _undecodable_inputs(endpoint: str, payload: dict[str, Any]) -> list[str]:
@@ -223,8 +248,8 @@ def main(argv: list[str] | None = None) -> None:
             fake.calls.clear()
         return JSONResponse(None)
 
-    fake.app.add_route("/_fake/calls", calls)
-    fake.app.add_route("/_fake/reset", reset, methods=["POST"])
+    fake.starlette.add_route("/_fake/calls", calls)
+    fake.starlette.add_route("/_fake/reset", reset, methods=["POST"])
     uvicorn.run(fake.app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
 
 

@@ -100,6 +100,8 @@ async def test_cancel_interrupts_a_running_workflow(world: AgentWorld) -> None:
         task_id = world.submit(task("stop-me", "pipeline", workflow()))
         async with running_agent(_env(world, comfy)):
             await async_wait_until(lambda: comfy.state.prompts, 10, what="prompt queued")
+            # A cancel request applies to running tasks (a queued one is simply set cancelled).
+            await async_wait_until(lambda: world.status_of(task_id) == "running", 10, what="running")
             world._table().update_item(**cancel_request_update(task_id, utcnow()))
             (note,) = await world.await_notifications(1, timeout=15)
     assert note["status"] == "cancelled" and comfy.state.interrupts >= 1
