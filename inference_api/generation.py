@@ -17,6 +17,7 @@ from PIL import Image, ImageFilter, ImageOps
 
 from inference_api.loading import LoadedModel
 from inference_api.progress import Progress
+from inference_api.prompts import CHUNK, encode, needs_own_encoding, supports_own_encoding, token_count
 from inference_api.registry import ModelEntry
 from inference_api.samplers import SamplerChoice, build_scheduler, is_replaceable
 
@@ -99,6 +100,7 @@ def run_batch(
     lead = jobs[0]
     pipe = loaded.pipeline(lead.task)
     notes = _set_scheduler(pipe, loaded, lead.sampler)
+    notes += _truncation_notes(pipe, jobs, set(inspect.signature(pipe.__call__).parameters))
     accepted = set(inspect.signature(pipe.__call__).parameters)
     calls = plan_calls(jobs)
     outputs: list[list[Image.Image | None]] = [[None] * job.image_count for job in jobs]
@@ -122,6 +124,16 @@ def run_batch(
         )
         for job, imgs in zip(jobs, outputs, strict=True)
     ]
+
+
+def _truncation_notes(pipe: Any, jobs: list[GenerationJob], accepted: set[str]) -> list[str]:
+    tokenizer = getattr(pipe, "tokenizer", None)
+    if tokenizer is None or supports_own_encoding(pipe, accepted):
+        return []
+    texts = {t for job in jobs for t in (*job.prompts, *job.negative_prompts)}
+    if any(token_count(tokenizer, t) > CHUNK for t in texts):
+        return [f"prompt longer than {CHUNK} tokens truncated (chunking is done for SD 1.x/2.x models only)"]
+    return []
 
 
 def _set_scheduler(pipe: Any, loaded: LoadedModel, choice: SamplerChoice) -> list[str]:
@@ -153,7 +165,13 @@ def _call_kwargs(
         "num_images_per_prompt": 1,
         "output_type": "pil",
     }
-    if lead.clip_skip > 1:
+    texts = kwargs["prompt"] + kwargs["negative_prompt"]
+    if supports_own_encoding(pipe, accepted):
+        if needs_own_encoding(pipe.tokenizer, texts, lead.clip_skip):
+            encoded = encode(pipe, kwargs.pop("prompt"), kwargs.pop("negative_prompt"), lead.clip_skip)
+            kwargs["prompt_embeds"] = encoded.prompt_embeds
+            kwargs["negative_prompt_embeds"] = encoded.negative_prompt_embeds
+    elif lead.clip_skip > 1:
         kwargs["clip_skip"] = lead.clip_skip - 1  # A1111 counts the last layer as 1; diffusers counts skipped ones
     if lead.eta is not None:
         kwargs["eta"] = lead.eta

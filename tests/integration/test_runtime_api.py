@@ -350,3 +350,22 @@ def test_nulls_mean_defaults_and_sdxl_img2img(server: RunningServer) -> None:
     )
     assert response.status_code == 200, response.text
     assert json.loads(response.json()["info"])["sd_model_name"] == TINY_XL
+
+
+def test_long_prompts_are_not_truncated(server: RunningServer) -> None:
+    words = "a photo of a cat in a detailed fantasy landscape".split()
+    long_prompt = " ".join(words * 12)  # ~108 tokens: two CLIP chunks
+    head = " ".join((words * 12)[:75])  # what truncation would have kept
+    full = txt2img(server, prompt=long_prompt, seed=4)
+    cut = txt2img(server, prompt=head, seed=4)
+    assert not np.array_equal(pixels(full["images"][0]), pixels(cut["images"][0]))
+    assert json.loads(full["info"])["prompt"] == long_prompt
+
+
+def test_clip_skip_changes_the_image(server: RunningServer) -> None:
+    base = txt2img(server, seed=8)["images"][0]
+    skipped = txt2img(server, seed=8, clip_skip=2)
+    assert json.loads(skipped["info"])["clip_skip"] == 2
+    assert not np.array_equal(pixels(base), pixels(skipped["images"][0]))
+    via_override = txt2img(server, seed=8, override_settings={"CLIP_stop_at_last_layers": 2})
+    assert np.array_equal(pixels(skipped["images"][0]), pixels(via_override["images"][0]))
