@@ -40,6 +40,12 @@ class Metrics:
             buckets=_GAP_BUCKETS,
             registry=r,
         )
+        self.queue_time = Histogram(
+            "queue_agent_queue_time_seconds",
+            "Time messages waited in SQS before this agent received them",
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
         self.in_flight = Gauge("queue_agent_in_flight_messages", "Messages the agent holds", registry=r)
         self.running = Gauge("queue_agent_running_jobs", "Jobs on the runtime right now (0 or 1)", registry=r)
         self.runtime_healthy = Gauge("queue_agent_runtime_healthy", "1 when the runtime answers probes", registry=r)

@@ -91,9 +91,12 @@ class Receiver:
                 await asyncio.sleep(_RECEIVE_ERROR_PAUSE)
                 continue
             self.slots.give_back(wanted - len(deliveries))
+            if deliveries:
+                ctx.metrics.receive_latency.observe(deliveries[0].receive_wait)
             for delivery in deliveries:
                 ctx.leases.hold(delivery.receipt_handle, since=delivery.received_at)
-                ctx.metrics.receive_latency.observe(delivery.receive_wait)
+                if delivery.sent_epoch is not None:
+                    ctx.metrics.queue_time.observe(max(0.0, delivery.received_epoch - delivery.sent_epoch))
                 job = Job.from_delivery(delivery)
                 job.trace = ctx.tracer.start(delivery.trace_header, job.task_id)
                 task = asyncio.create_task(self._admit(job), name=f"prepare-{job.task_id}")
