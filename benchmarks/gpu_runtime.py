@@ -160,7 +160,7 @@ def run(plan: Plan) -> dict[str, Any]:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     notes = (
-        f"SD 1.5 architecture with random weights, {plan.size}x{plan.size}, {plan.steps} steps, "
+        f"{_architecture(plan).name} architecture with random weights, {plan.size}x{plan.size}, {plan.steps} steps, "
         f"{'fp32 (smoke)' if plan.smoke else 'fp16'}, {plan.images} images per measurement after a warm-up call; "
         "torch " + torch.__version__
     )
