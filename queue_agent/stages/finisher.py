@@ -24,7 +24,7 @@ from typing import Any
 from contract import ErrorInfo, Notification, TaskStatus, notification_status, output_location
 from queue_agent.context import AgentContext
 from queue_agent.errors import JobError
-from queue_agent.job import Disposition, Job, StoredResult
+from queue_agent.job import Disposition, Job, Outcome, StoredResult
 from queue_agent.logs import task_context
 
 log = logging.getLogger(__name__)
@@ -67,46 +67,71 @@ class Finisher:
         assert job.outcome is not None
         outcome = job.outcome
         if job.running_write is not None:
+            # The runner's "running" write must land before ours, or it could overwrite a terminal state.
             await asyncio.gather(job.running_write, return_exceptions=True)
-        kind = outcome.disposition
-        if kind is Disposition.RETURN:
-            await self._hand_back(job, 0)
-        elif kind is Disposition.RETRY_LATER:
-            assert outcome.error is not None
-            if self._last_delivery(job):
-                error = JobError(
-                    f"gave up after {job.delivery.receive_count} deliveries: {outcome.error}", code=outcome.error.code
-                )
-                await self._settle(job, TaskStatus.FAILED, error=error)
-                log.error("last delivery failed; the message goes to the dead-letter queue")
-                kind = Disposition.FAILED
-                # Visible again at once, so that SQS moves it to the DLQ on the next receive.
-                await self._hand_back(job, 0)
-            else:
-                log.warning("giving the message back to SQS for a later retry", extra={"error": str(outcome.error)})
-                await self._hand_back(job, ctx.settings.retry_visibility)
-        else:
-            stored = outcome.stored
-            if kind is Disposition.COMPLETED:
-                assert job.message is not None and outcome.result is not None
-                job.marks.upload_start = time.monotonic()
-                with ctx.tracer.span(job.trace, "s3", operation="upload"):
-                    stored = await ctx.results.write(job.message, outcome.result)
-                job.marks.upload_end = time.monotonic()
-            target = {
-                Disposition.COMPLETED: TaskStatus.COMPLETED,
-                Disposition.FAILED: TaskStatus.FAILED,
-                Disposition.CANCELLED: TaskStatus.CANCELLED,
-                # Found through .out: the record may still say running (crash after upload).
-                Disposition.ALREADY_DONE: TaskStatus.COMPLETED if stored is not None else None,
-            }[kind]
-            await self._settle(job, target, stored=stored, error=outcome.error)
-            ctx.leases.release(job.receipt_handle)
-            with ctx.tracer.span(job.trace, "sqs", operation="delete"):
-                await ctx.queue.delete(job.receipt_handle)
-        ctx.metrics.jobs.labels(status=kind.value).inc()
-        log.info("finished", extra={"disposition": kind.value, "timings": job.timings()})
-        ctx.tracer.finish(job.trace, kind.value, str(outcome.error) if outcome.error else None)
+        branch = {
+            Disposition.COMPLETED: self._completed,
+            Disposition.FAILED: self._failed,
+            Disposition.CANCELLED: self._cancelled,
+            Disposition.ALREADY_DONE: self._already_done,
+            Disposition.RETRY_LATER: self._retry_later,
+            Disposition.RETURN: self._return,
+        }[outcome.disposition]
+        ended = await branch(job, outcome)
+        ctx.metrics.jobs.labels(status=ended.value).inc()
+        log.info("finished", extra={"disposition": ended.value, "timings": job.timings()})
+        ctx.tracer.finish(job.trace, ended.value, str(outcome.error) if outcome.error else None)
+
+    async def _completed(self, job: Job, outcome: Outcome) -> Disposition:
+        assert job.message is not None and outcome.result is not None
+        job.marks.upload_start = time.monotonic()
+        with self.ctx.tracer.span(job.trace, "s3", operation="upload"):
+            stored = await self.ctx.results.write(job.message, outcome.result)
+        job.marks.upload_end = time.monotonic()
+        await self._settle(job, TaskStatus.COMPLETED, stored=stored)
+        await self._delete(job)
+        return Disposition.COMPLETED
+
+    async def _failed(self, job: Job, outcome: Outcome) -> Disposition:
+        await self._settle(job, TaskStatus.FAILED, error=outcome.error)
+        await self._delete(job)
+        return Disposition.FAILED
+
+    async def _cancelled(self, job: Job, outcome: Outcome) -> Disposition:
+        await self._settle(job, TaskStatus.CANCELLED)
+        await self._delete(job)
+        return Disposition.CANCELLED
+
+    async def _already_done(self, job: Job, outcome: Outcome) -> Disposition:
+        # Found through .out, the record may still say running (a crash after the upload): complete it.
+        # Found through the record, it is terminal already: only a missing announcement is left to do.
+        target = TaskStatus.COMPLETED if outcome.stored is not None else None
+        await self._settle(job, target, stored=outcome.stored)
+        await self._delete(job)
+        return Disposition.ALREADY_DONE
+
+    async def _retry_later(self, job: Job, outcome: Outcome) -> Disposition:
+        assert outcome.error is not None
+        if not self._last_delivery(job):
+            log.warning("giving the message back to SQS for a later retry", extra={"error": str(outcome.error)})
+            await self._hand_back(job, self.ctx.settings.retry_visibility)
+            return Disposition.RETRY_LATER
+        count = job.delivery.receive_count
+        error = JobError(f"gave up after {count} deliveries: {outcome.error}", code=outcome.error.code)
+        await self._settle(job, TaskStatus.FAILED, error=error)
+        log.error("last delivery failed; the message goes to the dead-letter queue")
+        # Not deleted: visible again at once, so that SQS moves it to the DLQ on the next receive.
+        await self._hand_back(job, 0)
+        return Disposition.FAILED
+
+    async def _return(self, job: Job, outcome: Outcome) -> Disposition:
+        await self._hand_back(job, 0)
+        return Disposition.RETURN
+
+    async def _delete(self, job: Job) -> None:
+        self.ctx.leases.release(job.receipt_handle)
+        with self.ctx.tracer.span(job.trace, "sqs", operation="delete"):
+            await self.ctx.queue.delete(job.receipt_handle)
 
     def _last_delivery(self, job: Job) -> bool:
         limit = self.ctx.queue_info.max_receive_count

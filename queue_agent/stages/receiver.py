@@ -13,7 +13,8 @@ import asyncio
 import logging
 
 from queue_agent.context import AgentContext
-from queue_agent.job import Job
+from queue_agent.errors import TransientError
+from queue_agent.job import Disposition, Job, Outcome
 from queue_agent.logs import task_context
 from queue_agent.stages.prepare import prepare
 
@@ -34,28 +35,26 @@ class Slots:
     def __init__(self, size: int) -> None:
         self.size = size
         self._free = size
-        self._changed = asyncio.Condition()
+        self._available = asyncio.Event()
+        self._available.set()
 
     @property
     def free(self) -> int:
         return self._free
 
     async def take_all(self) -> int:
-        """Wait for at least one free slot, then take every free slot; returns how many."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._free > 0)
-            taken, self._free = self._free, 0
-            return taken
+        """Wait for at least one free slot, then take every free slot; returns how many (one taker only)."""
+        while self._free == 0:
+            await self._available.wait()
+        taken, self._free = self._free, 0
+        self._available.clear()
+        return taken
 
     def give_back(self, count: int = 1) -> None:
         if count <= 0:
             return
         self._free = min(self.size, self._free + count)
-        asyncio.get_running_loop().create_task(self._notify())
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        self._available.set()
 
 
 class Receiver:
@@ -110,8 +109,13 @@ class Receiver:
                 "received",
                 extra={"receive_count": job.delivery.receive_count, "message_id": job.delivery.message_id},
             )
-            with self.ctx.tracer.span(job.trace, "prepare"):
-                outcome = await prepare(self.ctx, job)
+            try:
+                with self.ctx.tracer.span(job.trace, "prepare"):
+                    outcome = await prepare(self.ctx, job)
+            except Exception:
+                # Never drop a held message on the floor: the heartbeat would keep it invisible forever.
+                log.exception("preparing the job failed unexpectedly")
+                outcome = Outcome(Disposition.RETRY_LATER, error=TransientError("prepare failed", code="internal"))
             if outcome is None:
                 await self.to_runner.put(job)
                 return

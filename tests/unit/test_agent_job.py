@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -12,6 +13,7 @@ from contract import TaskType
 from queue_agent.errors import PermanentError, TransientError
 from queue_agent.job import Delivery, Job
 from queue_agent.retry import RetryPolicy
+from queue_agent.stages.receiver import Slots
 from tests.agent_fakes.aws_world import task
 
 
@@ -119,3 +121,15 @@ async def test_transient_errors_are_retried_and_permanent_ones_are_not() -> None
     with pytest.raises(PermanentError):
         await policy.run(rejected, "step")
     assert len(calls) == 1
+
+
+async def test_slots_bound_what_the_receiver_may_hold() -> None:
+    slots = Slots(2)
+    assert await slots.take_all() == 2  # the receiver asks for as many messages as slots are free
+    waiting = asyncio.create_task(slots.take_all())
+    await asyncio.sleep(0)
+    assert not waiting.done()  # nothing free: no receive at all
+    slots.give_back()
+    assert await asyncio.wait_for(waiting, 1) == 1
+    slots.give_back(5)
+    assert slots.free == 2  # never more than the size, whatever is given back
