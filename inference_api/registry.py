@@ -249,25 +249,22 @@ class PipelineCache:
             return item
 
     def put(self, name: str, item: Any, load_seconds: float = 0.0) -> None:
-        evicted: list[Any] = []
         with self._lock:
             self._items[name] = item
             self._items.move_to_end(name)
             self.stats.loads += 1
             self.stats.load_seconds += load_seconds
-            while len(self._items) > self.capacity:
-                _, old = self._items.popitem(last=False)
-                evicted.append(old)
-                self.stats.evictions += 1
-        for old in evicted:
-            if self._on_evict:
-                self._on_evict(old)
+        self._evict_down_to(self.capacity)
 
     def make_room(self) -> None:
         """Evict until one more item fits: load the next model only after the last one's memory is freed."""
+        self._evict_down_to(self.capacity - 1)
+
+    def _evict_down_to(self, size: int) -> None:
+        # Callbacks run outside the lock: freeing a pipeline's memory can take a while.
         evicted: list[Any] = []
         with self._lock:
-            while len(self._items) >= self.capacity:
+            while len(self._items) > max(size, 0):
                 _, old = self._items.popitem(last=False)
                 evicted.append(old)
                 self.stats.evictions += 1
