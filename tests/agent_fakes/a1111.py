@@ -100,8 +100,9 @@ class FakeA1111:
 
     # -- inspection ------------------------------------------------------------------------------
     def finished_calls(self, status: int | None = None) -> list[Call]:
+        """Calls the fake has answered (``status`` is set before the response leaves, ``ended`` after)."""
         with self._guard:
-            return [c for c in self.calls if c.ended and (status is None or c.status == status)]
+            return [c for c in self.calls if c.status and (status is None or c.status == status)]
 
     def prompts(self, status: int = 200) -> list[str]:
         return [str(c.payload.get("prompt", "")) for c in self.finished_calls(status)]
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
 
     async def calls(request: Request) -> Response:
         return JSONResponse(
-            [{"started": c.started, "ended": c.ended, "status": c.status} for c in fake.finished_calls()]
+            [{"started": c.started, "ended": c.ended, "status": c.status} for c in fake.finished_calls() if c.ended]
         )
 
     async def reset(request: Request) -> Response:
