@@ -12,6 +12,7 @@ whatever it is, goes on to the finisher as an Outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -25,6 +26,10 @@ from queue_agent.logs import task_context
 from queue_agent.stages.receiver import Slots
 
 log = logging.getLogger(__name__)
+
+# How long a finished job waits for the next one's request to reach the runtime before it is
+# handed to the finisher anyway. Normally a millisecond or two.
+_DISPATCH_GRACE_SECONDS = 2.0
 
 
 @dataclass
@@ -70,7 +75,10 @@ class Runner:
                 # However the job ends (even aborted before it started), never hold the previous one back.
                 execution.add_done_callback(functools.partial(_set_on_done, dispatched))
                 if done is not None:
-                    await dispatched.wait()
+                    # Bounded: a runtime that never takes the request must not hold finished work back.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(_DISPATCH_GRACE_SECONDS):
+                            await dispatched.wait()
                     await self._hand_over(done)
                     done = None
                 await asyncio.wait((execution,))
