@@ -56,6 +56,18 @@ class Artifact:
     content_type: str
 
 
+@dataclass(frozen=True)
+class PreparedTask:
+    """A task made ready for its runtime ahead of time: inputs materialised, the body serialised.
+
+    Built while the previous job still runs, so that base64-encoding and serialising large inputs
+    (or uploading them to ComfyUI) never sits between two runtime calls.
+    """
+
+    message: QueueMessage
+    body: bytes
+
+
 @dataclass
 class RuntimeResult:
     artifacts: list[Artifact]
@@ -116,8 +128,8 @@ class Job:
     marks: Marks = field(default_factory=Marks)
     outcome: Outcome | None = None
     trace: Any = None  # the job's tracing segment (queue_agent.tracing), opaque elsewhere
-    payload: dict[str, Any] | None = None  # content with input references resolved, built by the preparer
-    inputs: dict[tuple[str | int, ...], bytes] = field(default_factory=dict)
+    # The task made ready for the runtime by the preparer (inputs inlined or uploaded, body serialised).
+    prepared: PreparedTask | None = None
     # The runner's conditional "running" status write, still in flight when the runtime answers fast.
     running_write: asyncio.Task[bool] | None = None
 

@@ -16,7 +16,7 @@ import httpx
 
 from contract import QueueMessage, TaskType, set_at
 from queue_agent.errors import PermanentError
-from queue_agent.job import RuntimeResult
+from queue_agent.job import PreparedTask, RuntimeResult
 from queue_agent.runtimes.base import (
     HTTP_TIMEOUT,
     PROBE_TIMEOUT,
@@ -75,24 +75,30 @@ class A1111Runtime:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def run(
-        self, message: QueueMessage, inputs: dict[InputPath, bytes], on_dispatch: OnDispatch | None = None
-    ) -> RuntimeResult:
-        endpoint = _ENDPOINTS.get(message.tasktype)
-        if endpoint is None:
+    async def prepare(self, message: QueueMessage, inputs: dict[InputPath, bytes]) -> PreparedTask:
+        if message.tasktype not in _ENDPOINTS:
             raise PermanentError(f"tasktype {message.tasktype} needs a comfyui runtime", code="unsupported_tasktype")
-        payload = copy.deepcopy(message.content)
+        payload = copy.deepcopy(message.content) if inputs else message.content
         for path, data in inputs.items():
             set_at(payload, path, base64.b64encode(data).decode())
+        return PreparedTask(message, json.dumps(payload, separators=(",", ":")).encode())
+
+    async def run(self, task: PreparedTask, on_dispatch: OnDispatch | None = None) -> RuntimeResult:
+        message = task.message
         if self.dynamic_model and message.sd_model_checkpoint:
             # Loading a model keeps the runtime busy too: that counts as dispatched.
             await self._switch_model(message.sd_model_checkpoint, on_dispatch)
-        body = await self._post(endpoint, payload, on_dispatch)
+        body = await self._post(_ENDPOINTS[message.tasktype], task.body, on_dispatch)
         return _result(message.tasktype, body)
 
-    async def _post(self, endpoint: str, payload: dict[str, Any], on_dispatch: OnDispatch | None = None) -> Any:
+    async def _post(self, endpoint: str, body: bytes, on_dispatch: OnDispatch | None = None) -> Any:
         try:
-            resp = await self._client.post(self._url(endpoint), json=payload, extensions=dispatch_trace(on_dispatch))
+            resp = await self._client.post(
+                self._url(endpoint),
+                content=body,
+                headers={"Content-Type": "application/json"},
+                extensions=dispatch_trace(on_dispatch),
+            )
         except httpx.HTTPError as exc:
             raise unreachable(endpoint, exc) from None
         check_response(resp, endpoint)
@@ -109,7 +115,7 @@ class A1111Runtime:
         if _same_checkpoint(current, wanted):
             return
         log.info("switching model", extra={"from_model": current, "to_model": wanted})
-        await self._post("options", {"sd_model_checkpoint": wanted}, on_dispatch)
+        await self._post("options", json.dumps({"sd_model_checkpoint": wanted}).encode(), on_dispatch)
 
 
 def _same_checkpoint(current: Any, wanted: str) -> bool:

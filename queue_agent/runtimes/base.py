@@ -12,7 +12,7 @@ import httpx
 
 from contract import QueueMessage
 from queue_agent.errors import PermanentError, TransientError
-from queue_agent.job import Artifact, RuntimeResult
+from queue_agent.job import Artifact, PreparedTask, RuntimeResult
 
 InputPath = tuple[str | int, ...]
 OnDispatch = Callable[[], None]
@@ -27,10 +27,11 @@ class Runtime(Protocol):
     async def healthy(self) -> bool:
         """One liveness probe; False when the runtime does not answer."""
 
-    async def run(
-        self, message: QueueMessage, inputs: dict[InputPath, bytes], on_dispatch: OnDispatch | None = None
-    ) -> RuntimeResult:
-        """Run one task. Raise TransientError (worth retrying) or PermanentError (never).
+    async def prepare(self, message: QueueMessage, inputs: dict[InputPath, bytes]) -> PreparedTask:
+        """Materialise resolved inputs the way this runtime takes them; no GPU work happens here."""
+
+    async def run(self, task: PreparedTask, on_dispatch: OnDispatch | None = None) -> RuntimeResult:
+        """Run one prepared task. Raise TransientError (worth retrying) or PermanentError (never).
 
         ``on_dispatch`` is called as soon as the runtime has been handed work (the request that
         makes it busy is on the wire), so the agent can start its own AWS work without delaying it.

@@ -23,7 +23,7 @@ from websockets.exceptions import WebSocketException
 
 from contract import QueueMessage, TaskType, set_at
 from queue_agent.errors import PermanentError, TransientError
-from queue_agent.job import Artifact, RuntimeResult
+from queue_agent.job import Artifact, PreparedTask, RuntimeResult
 from queue_agent.runtimes.base import (
     HTTP_TIMEOUT,
     PROBE_TIMEOUT,
@@ -143,17 +143,19 @@ class ComfyUIRuntime:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def run(
-        self, message: QueueMessage, inputs: dict[InputPath, bytes], on_dispatch: OnDispatch | None = None
-    ) -> RuntimeResult:
+    async def prepare(self, message: QueueMessage, inputs: dict[InputPath, bytes]) -> PreparedTask:
+        """Upload referenced images (ComfyUI serves uploads while it executes another prompt)."""
         if message.tasktype is not TaskType.PIPELINE:
             raise PermanentError(f"comfyui runs pipeline tasks, not {message.tasktype}", code="unsupported_tasktype")
-        workflow = copy.deepcopy(message.content)
+        workflow = copy.deepcopy(message.content) if inputs else message.content
         for path, data in inputs.items():
             set_at(workflow, path, await self._upload(f"{message.id}-{'-'.join(map(str, path))}.png", data))
+        return PreparedTask(message, json.dumps(workflow, separators=(",", ":")).encode())
+
+    async def run(self, task: PreparedTask, on_dispatch: OnDispatch | None = None) -> RuntimeResult:
         client_id = uuid.uuid4().hex
         async with self._events(client_id) as events:
-            prompt_id = await self._queue(workflow, client_id, on_dispatch)
+            prompt_id = await self._queue(task.body, client_id, on_dispatch)
             self._current = prompt_id
             try:
                 entry = await self._wait(prompt_id, events)
@@ -188,11 +190,13 @@ class ComfyUIRuntime:
         subfolder = body.get("subfolder") or ""
         return f"{subfolder}/{body['name']}" if subfolder else str(body["name"])
 
-    async def _queue(self, workflow: dict[str, Any], client_id: str, on_dispatch: OnDispatch | None) -> str:
+    async def _queue(self, workflow: bytes, client_id: str, on_dispatch: OnDispatch | None) -> str:
+        body = b'{"prompt":' + workflow + b',"client_id":' + json.dumps(client_id).encode() + b"}"
         try:
             resp = await self._client.post(
                 self._url("prompt"),
-                json={"prompt": workflow, "client_id": client_id},
+                content=body,
+                headers={"Content-Type": "application/json"},
                 extensions=dispatch_trace(on_dispatch),
             )
         except httpx.HTTPError as exc:

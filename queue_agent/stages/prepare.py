@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 async def prepare(ctx: AgentContext, job: Job) -> Outcome | None:
-    """``None``: run it (inputs are resolved into ``job.inputs``). An Outcome: finish it without running."""
+    """``None``: run it (``job.prepared`` is ready for the runtime). An Outcome: finish it without running."""
     if job.contract_error is not None:
         return Outcome(Disposition.FAILED, error=PermanentError(str(job.contract_error), code="invalid_message"))
     message = job.message
@@ -31,7 +31,10 @@ async def prepare(ctx: AgentContext, job: Job) -> Outcome | None:
         decided = await _earlier_outcome(ctx, job)
         if decided is not None:
             return decided
-        job.inputs = await ctx.retry.run(lambda: ctx.inputs.resolve(message), "inputs", ctx.metrics.retries.inc)
+        inputs = await ctx.retry.run(lambda: ctx.inputs.resolve(message), "inputs", ctx.metrics.retries.inc)
+        job.prepared = await ctx.retry.run(
+            lambda: ctx.runtime.prepare(message, inputs), "runtime prepare", ctx.metrics.retries.inc
+        )
     except PermanentError as exc:
         return Outcome(Disposition.FAILED, error=exc)
     except TransientError as exc:

@@ -129,7 +129,8 @@ class Runner:
             if watch.cancelled or watch.superseded:
                 raise JobCancelled
             try:
-                return await ctx.runtime.run(message, job.inputs, dispatched.set)
+                assert job.prepared is not None
+                return await ctx.runtime.run(job.prepared, dispatched.set)
             except BaseException:
                 dispatched.set()  # a failed attempt must not hold the previous job back during backoff
                 raise
@@ -159,7 +160,7 @@ class Runner:
             job.marks.run_end = self._last_end = time.monotonic()
             ctx.metrics.running.set(0)
             watcher.cancel()
-            job.inputs = {}  # the bytes are in the runtime now; do not keep them until the upload ends
+            job.prepared = None  # the body is in the runtime now; do not keep it until the upload ends
         ctx.metrics.job_duration.labels(tasktype=str(message.tasktype)).observe(job.marks.run_end - started)
         if watch.cancelled:
             return Outcome(Disposition.CANCELLED)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +11,8 @@ import pytest
 from contract import QueueMessage, TaskType
 from local_stack.ports import free_port
 from queue_agent.errors import JobError, PermanentError, TransientError
-from queue_agent.runtimes import A1111Runtime, ComfyUIRuntime, build_runtime
+from queue_agent.job import RuntimeResult
+from queue_agent.runtimes import A1111Runtime, ComfyUIRuntime, Runtime, build_runtime
 from queue_agent.runtimes.base import artifact_from_bytes
 from queue_agent.settings import load_settings
 from tests.agent_fakes.a1111 import Behavior, FakeA1111
@@ -21,6 +22,13 @@ from tests.agent_fakes.images import gif, mp4, png
 
 def message(tasktype: str, content: dict[str, Any], task_id: str = "t1") -> QueueMessage:
     return QueueMessage(id=task_id, runtime="sdruntime", tasktype=TaskType(tasktype), content=content)
+
+
+async def execute(
+    runtime: Runtime, msg: QueueMessage, inputs: dict[tuple, bytes], on_dispatch: Callable[[], None] | None = None
+) -> RuntimeResult:
+    """What the agent does across its stages: prepare (while the previous job runs), then run."""
+    return await runtime.run(await runtime.prepare(msg, inputs), on_dispatch)
 
 
 @pytest.fixture
@@ -33,8 +41,11 @@ async def test_txt2img_returns_every_image_and_a_lean_document(a1111: FakeA1111)
     runtime = A1111Runtime(a1111.base_url, dynamic_model=False, ours=False)
     dispatched: list[bool] = []
     try:
-        result = await runtime.run(
-            message("text-to-image", {"prompt": "p", "batch_size": 2, "n_iter": 2}), {}, lambda: dispatched.append(True)
+        result = await execute(
+            runtime,
+            message("text-to-image", {"prompt": "p", "batch_size": 2, "n_iter": 2}),
+            {},
+            lambda: dispatched.append(True),
         )
     finally:
         await runtime.aclose()
@@ -64,7 +75,7 @@ async def test_resolved_inputs_are_inlined_as_base64(
     runtime = A1111Runtime(a1111.base_url, dynamic_model=False, ours=False)
     msg = message(tasktype, content)
     try:
-        result = await runtime.run(msg, {path: png(11)})
+        result = await execute(runtime, msg, {path: png(11)})
     finally:
         await runtime.aclose()
     (call,) = a1111.finished_calls(200)
@@ -89,7 +100,7 @@ async def test_http_errors_are_classified(a1111: FakeA1111, behavior: Behavior, 
     runtime = A1111Runtime(a1111.base_url, dynamic_model=False, ours=False)
     try:
         with pytest.raises(error) as info:
-            await runtime.run(message("text-to-image", {"prompt": "p"}), {})
+            await execute(runtime, message("text-to-image", {"prompt": "p"}), {})
     finally:
         await runtime.aclose()
     assert isinstance(info.value, JobError) and info.value.code == code
@@ -100,7 +111,7 @@ async def test_an_unreachable_runtime_is_transient_and_never_ready() -> None:
     runtime = A1111Runtime(f"http://127.0.0.1:{free_port()}/sdapi/v1/", dynamic_model=False, ours=False)
     try:
         with pytest.raises(TransientError, match="unreachable"):
-            await runtime.run(message("text-to-image", {"prompt": "p"}), {})
+            await execute(runtime, message("text-to-image", {"prompt": "p"}), {})
         assert await runtime.healthy() is False
         with pytest.raises(TimeoutError):
             await runtime.wait_ready(0.3)
@@ -124,12 +135,14 @@ async def test_dynamic_model_switch_only_when_needed(a1111: FakeA1111) -> None:
     runtime = A1111Runtime(a1111.base_url, dynamic_model=True, ours=False)
     wants = {"prompt": "p", "override_settings": {"sd_model_checkpoint": "model-b.safetensors [0123456789]"}}
     try:
-        await runtime.run(message("text-to-image", wants), {})
-        await runtime.run(message("text-to-image", wants), {})
-        await runtime.run(message("text-to-image", {"prompt": "no preference"}), {})
+        await execute(runtime, message("text-to-image", wants), {})
+        await execute(runtime, message("text-to-image", wants), {})
+        await execute(runtime, message("text-to-image", {"prompt": "no preference"}), {})
         with pytest.raises(PermanentError, match="not found"):
-            await runtime.run(
-                message("text-to-image", {"prompt": "p", "override_settings": {"sd_model_checkpoint": "nope"}}), {}
+            await execute(
+                runtime,
+                message("text-to-image", {"prompt": "p", "override_settings": {"sd_model_checkpoint": "nope"}}),
+                {},
             )
     finally:
         await runtime.aclose()
@@ -139,8 +152,10 @@ async def test_dynamic_model_switch_only_when_needed(a1111: FakeA1111) -> None:
 async def test_without_dynamic_models_options_are_never_touched(a1111: FakeA1111) -> None:
     runtime = A1111Runtime(a1111.base_url, dynamic_model=False, ours=False)
     try:
-        await runtime.run(
-            message("text-to-image", {"prompt": "p", "override_settings": {"sd_model_checkpoint": "model-b"}}), {}
+        await execute(
+            runtime,
+            message("text-to-image", {"prompt": "p", "override_settings": {"sd_model_checkpoint": "model-b"}}),
+            {},
         )
     finally:
         await runtime.aclose()
@@ -161,9 +176,9 @@ async def test_tasktypes_go_to_the_runtime_that_can_run_them(a1111: FakeA1111) -
     comfy = ComfyUIRuntime("http://127.0.0.1:1/")
     try:
         with pytest.raises(PermanentError, match="comfyui"):
-            await webui.run(message("pipeline", {"1": {"class_type": "SaveImage", "inputs": {}}}), {})
+            await execute(webui, message("pipeline", {"1": {"class_type": "SaveImage", "inputs": {}}}), {})
         with pytest.raises(PermanentError, match="pipeline"):
-            await comfy.run(message("text-to-image", {"prompt": "p"}), {})
+            await execute(comfy, message("text-to-image", {"prompt": "p"}), {})
     finally:
         await webui.aclose()
         await comfy.aclose()
