@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -75,6 +76,18 @@ class RuntimeResult:
     document: dict[str, Any] = field(default_factory=dict)
 
 
+class RuntimeOutput:
+    """A runtime's answer as received. Turning it into files (JSON and base64 decoding, fetching
+    ComfyUI's outputs) is left to the finisher, so it happens while the next job already runs
+    instead of between two runtime calls. ``decode`` raises JobError when the answer is unusable."""
+
+    def __init__(self, decode: Callable[[], Awaitable[RuntimeResult]]) -> None:
+        self._decode = decode
+
+    async def decode(self) -> RuntimeResult:
+        return await self._decode()
+
+
 @dataclass(frozen=True)
 class StoredResult:
     """Where a completed job's outputs are in S3."""
@@ -100,7 +113,7 @@ class Disposition(StrEnum):
 @dataclass
 class Outcome:
     disposition: Disposition
-    result: RuntimeResult | None = None
+    output: RuntimeOutput | None = None
     error: JobError | None = None
     # For ALREADY_DONE found through the ``.out`` object rather than the status table.
     stored: StoredResult | None = None

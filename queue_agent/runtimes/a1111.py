@@ -16,7 +16,7 @@ import httpx
 
 from contract import QueueMessage, TaskType, set_at
 from queue_agent.errors import PermanentError
-from queue_agent.job import PreparedTask, RuntimeResult
+from queue_agent.job import PreparedTask, RuntimeOutput, RuntimeResult
 from queue_agent.runtimes.base import (
     HTTP_TIMEOUT,
     PROBE_TIMEOUT,
@@ -83,15 +83,20 @@ class A1111Runtime:
             set_at(payload, path, base64.b64encode(data).decode())
         return PreparedTask(message, json.dumps(payload, separators=(",", ":")).encode())
 
-    async def run(self, task: PreparedTask, on_dispatch: OnDispatch | None = None) -> RuntimeResult:
+    async def run(self, task: PreparedTask, on_dispatch: OnDispatch | None = None) -> RuntimeOutput:
         message = task.message
         if self.dynamic_model and message.sd_model_checkpoint:
             # Loading a model keeps the runtime busy too: that counts as dispatched.
             await self._switch_model(message.sd_model_checkpoint, on_dispatch)
-        body = await self._post(_ENDPOINTS[message.tasktype], task.body, on_dispatch)
-        return _result(message.tasktype, body)
+        endpoint = _ENDPOINTS[message.tasktype]
+        resp = await self._post(endpoint, task.body, on_dispatch)
 
-    async def _post(self, endpoint: str, body: bytes, on_dispatch: OnDispatch | None = None) -> Any:
+        async def decode() -> RuntimeResult:
+            return _result(message.tasktype, json_body(resp, endpoint))
+
+        return RuntimeOutput(decode)
+
+    async def _post(self, endpoint: str, body: bytes, on_dispatch: OnDispatch | None = None) -> httpx.Response:
         try:
             resp = await self._client.post(
                 self._url(endpoint),
@@ -102,7 +107,7 @@ class A1111Runtime:
         except httpx.HTTPError as exc:
             raise unreachable(endpoint, exc) from None
         check_response(resp, endpoint)
-        return json_body(resp, endpoint)
+        return resp
 
     async def _switch_model(self, wanted: str, on_dispatch: OnDispatch | None) -> None:
         """Load ``wanted`` through /options unless it is already the current checkpoint."""

@@ -12,7 +12,7 @@ import httpx
 
 from contract import QueueMessage
 from queue_agent.errors import PermanentError, TransientError
-from queue_agent.job import Artifact, PreparedTask, RuntimeResult
+from queue_agent.job import Artifact, PreparedTask, RuntimeOutput
 
 InputPath = tuple[str | int, ...]
 OnDispatch = Callable[[], None]
@@ -30,7 +30,7 @@ class Runtime(Protocol):
     async def prepare(self, message: QueueMessage, inputs: dict[InputPath, bytes]) -> PreparedTask:
         """Materialise resolved inputs the way this runtime takes them; no GPU work happens here."""
 
-    async def run(self, task: PreparedTask, on_dispatch: OnDispatch | None = None) -> RuntimeResult:
+    async def run(self, task: PreparedTask, on_dispatch: OnDispatch | None = None) -> RuntimeOutput:
         """Run one prepared task. Raise TransientError (worth retrying) or PermanentError (never).
 
         ``on_dispatch`` is called as soon as the runtime has been handed work (the request that

@@ -23,7 +23,7 @@ from websockets.exceptions import WebSocketException
 
 from contract import QueueMessage, TaskType, set_at
 from queue_agent.errors import PermanentError, TransientError
-from queue_agent.job import Artifact, PreparedTask, RuntimeResult
+from queue_agent.job import Artifact, PreparedTask, RuntimeOutput, RuntimeResult
 from queue_agent.runtimes.base import (
     HTTP_TIMEOUT,
     PROBE_TIMEOUT,
@@ -152,7 +152,7 @@ class ComfyUIRuntime:
             set_at(workflow, path, await self._upload(f"{message.id}-{'-'.join(map(str, path))}.png", data))
         return PreparedTask(message, json.dumps(workflow, separators=(",", ":")).encode())
 
-    async def run(self, task: PreparedTask, on_dispatch: OnDispatch | None = None) -> RuntimeResult:
+    async def run(self, task: PreparedTask, on_dispatch: OnDispatch | None = None) -> RuntimeOutput:
         client_id = uuid.uuid4().hex
         async with self._events(client_id) as events:
             prompt_id = await self._queue(task.body, client_id, on_dispatch)
@@ -161,11 +161,15 @@ class ComfyUIRuntime:
                 entry = await self._wait(prompt_id, events)
             finally:
                 self._current = None
-        artifacts = await self._collect(entry.get("outputs") or {})
-        return RuntimeResult(
-            artifacts=artifacts,
-            document={"prompt_id": prompt_id, "outputs": entry.get("outputs"), "status": entry.get("status")},
-        )
+
+        async def decode() -> RuntimeResult:
+            # ComfyUI serves /view while it executes the next prompt: fetch the files then.
+            return RuntimeResult(
+                artifacts=await self._collect(entry.get("outputs") or {}),
+                document={"prompt_id": prompt_id, "outputs": entry.get("outputs"), "status": entry.get("status")},
+            )
+
+        return RuntimeOutput(decode)
 
     @contextlib.asynccontextmanager
     async def _events(self, client_id: str) -> AsyncIterator[_Events]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from contract import ErrorInfo, Notification, TaskStatus, notification_status, output_location
 from queue_agent.context import AgentContext
-from queue_agent.errors import JobError
+from queue_agent.errors import JobError, PermanentError, TransientError
 from queue_agent.job import Disposition, Job, Outcome, StoredResult
 from queue_agent.logs import task_context
 
@@ -83,10 +83,17 @@ class Finisher:
         ctx.tracer.finish(job.trace, ended.value, str(outcome.error) if outcome.error else None)
 
     async def _completed(self, job: Job, outcome: Outcome) -> Disposition:
-        assert job.message is not None and outcome.result is not None
+        assert job.message is not None and outcome.output is not None
+        try:
+            with self.ctx.tracer.span(job.trace, "decode"):
+                result = await self.ctx.retry.run(outcome.output.decode, "decode", self.ctx.metrics.retries.inc)
+        except PermanentError as exc:
+            return await self._failed(job, Outcome(Disposition.FAILED, error=exc))
+        except TransientError as exc:
+            return await self._retry_later(job, Outcome(Disposition.RETRY_LATER, error=exc))
         job.marks.upload_start = time.monotonic()
         with self.ctx.tracer.span(job.trace, "s3", operation="upload"):
-            stored = await self.ctx.results.write(job.message, outcome.result)
+            stored = await self.ctx.results.write(job.message, result)
         job.marks.upload_end = time.monotonic()
         await self._settle(job, TaskStatus.COMPLETED, stored=stored)
         await self._delete(job)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from contract import TaskStatus
 from queue_agent.context import AgentContext
 from queue_agent.errors import JobCancelled, PermanentError, TransientError
-from queue_agent.job import Disposition, Job, Outcome, RuntimeResult
+from queue_agent.job import Disposition, Job, Outcome, RuntimeOutput
 from queue_agent.logs import task_context
 from queue_agent.stages.receiver import Slots
 
@@ -124,7 +124,7 @@ class Runner:
         watcher = asyncio.create_task(self._watch(job, job.running_write, watch))
         timeout = asyncio.timeout(ctx.settings.job_timeout)
 
-        async def attempt() -> RuntimeResult:
+        async def attempt() -> RuntimeOutput:
             # An interrupted call may look transient; once the task is cancelled there is no retrying it.
             if watch.cancelled or watch.superseded:
                 raise JobCancelled
@@ -138,8 +138,8 @@ class Runner:
         try:
             with ctx.tracer.span(job.trace, "runtime", tasktype=str(message.tasktype)):
                 async with timeout:
-                    result = await ctx.retry.run(attempt, "runtime", ctx.metrics.retries.inc)
-            outcome = Outcome(Disposition.COMPLETED, result=result)
+                    output = await ctx.retry.run(attempt, "runtime", ctx.metrics.retries.inc)
+            outcome = Outcome(Disposition.COMPLETED, output=output)
         except JobCancelled:
             outcome = Outcome(Disposition.CANCELLED)
         except TimeoutError:

@@ -33,6 +33,7 @@ class Behavior:
     delay: float = 0.0  # seconds each generation call takes
     transient_rate: float = 0.0  # fraction of generation calls answered 503
     reject: bool = False  # answer 422 to every generation call
+    garbage: bool = False  # answer 200 with a body that is not the API's JSON
     seed: int = 1234
 
 
@@ -150,6 +151,8 @@ class FakeA1111:
     async def _answer(self, endpoint: str, payload: dict[str, Any], call: Call) -> tuple[int, Any]:
         assert self._interrupt is not None
         behavior = self.behavior
+        if behavior.garbage:
+            return 200, {"images": ["%%% not base64 %%%"]}
         if behavior.reject:
             return 422, {"detail": [{"loc": ["body", "prompt"], "msg": "rejected by the fake", "type": "value_error"}]}
         if behavior.transient_rate and self._rng.random() < behavior.transient_rate:

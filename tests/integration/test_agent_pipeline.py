@@ -87,6 +87,16 @@ async def test_rejected_payload_fails_at_once_without_retries(world: AgentWorld,
     assert world.dlq_bodies() == []
 
 
+async def test_an_answer_that_cannot_be_decoded_fails_the_task(world: AgentWorld, a1111: FakeA1111) -> None:
+    a1111.behavior = Behavior(garbage=True)
+    world.submit(task("garbled"))
+    async with running_agent(world.agent_env(a1111.base_url)):
+        (note,) = await world.await_notifications(1)
+        await async_wait_until(lambda: world.queue_counts() == (0, 0), 10, what="queue empty")
+    assert note["status"] == "failed" and note["error"]["code"] == "runtime_bad_response"
+    assert len(a1111.calls) == 1 and world.objects() == {}
+
+
 async def test_transient_failures_are_retried_until_every_job_completes(world: AgentWorld, a1111: FakeA1111) -> None:
     a1111.behavior = Behavior(transient_rate=0.3, seed=7)
     ids = [world.submit(task(f"flaky{i}")) for i in range(12)]

@@ -27,8 +27,10 @@ def message(tasktype: str, content: dict[str, Any], task_id: str = "t1") -> Queu
 async def execute(
     runtime: Runtime, msg: QueueMessage, inputs: dict[tuple, bytes], on_dispatch: Callable[[], None] | None = None
 ) -> RuntimeResult:
-    """What the agent does across its stages: prepare (while the previous job runs), then run."""
-    return await runtime.run(await runtime.prepare(msg, inputs), on_dispatch)
+    """What the agent does across its stages: prepare (while the previous job runs), run, then decode
+    (in the finisher, while the next job runs)."""
+    output = await runtime.run(await runtime.prepare(msg, inputs), on_dispatch)
+    return await output.decode()
 
 
 @pytest.fixture
