@@ -89,9 +89,11 @@ def parse_queue_body(body: str) -> QueueMessage:
         data = json.loads(body)
     except ValueError as exc:
         raise ContractError.single("(message)", "json", f"queue message is not JSON: {exc}") from None
-    if isinstance(data, dict) and data.get("Type") == "Notification" and isinstance(data.get("Message"), str):
+    if not isinstance(data, dict):
+        raise ContractError.single("(message)", "object", "queue message must be a JSON object")
+    if data.get("Type") == "Notification" and isinstance(data.get("Message"), str):
         return parse_queue_body(data["Message"])
-    if isinstance(data, dict) and "schema_version" in data:
+    if "schema_version" in data:
         try:
             return QueueMessage.model_validate(data)
         except ValidationError as exc:

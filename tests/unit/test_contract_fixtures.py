@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from contract import TaskType, parse_queue_body, parse_request, to_queue_message
+from contract import ContractError, TaskType, parse_queue_body, parse_request, to_queue_message
 from tests.conftest import SHARED_FIXTURES, TEST_FIXTURES
 
 OWN = sorted((TEST_FIXTURES / "requests-v1alpha2").glob("*.json"))
@@ -49,3 +49,19 @@ def test_replaced_sample_message_body_is_accepted_raw_and_enveloped() -> None:
     raw_msg, wrapped_msg = parse_queue_body(body), parse_queue_body(envelope)
     assert raw_msg.id == wrapped_msg.id == "fixture-t2i"
     assert raw_msg.content == wrapped_msg.content
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[1, 2]",
+        "null",
+        "7",
+        "not json",
+        '{"Type": "Notification", "Message": "[]"}',
+        '{"schema_version": "1", "id": "x"}',
+    ],
+)
+def test_malformed_queue_bodies_are_contract_errors(body: str) -> None:
+    with pytest.raises(ContractError):
+        parse_queue_body(body)
