@@ -4,7 +4,7 @@
    model; sequential 64x64, 2-step txt2img requests from a client in this process. Overhead per request =
    client wall time minus the pipeline's own time (reported by the server in ``info.timings``): routing,
    validation, queueing, the batch window, PNG encoding, JSON. Measured with the default micro-batching
-   window (10 ms, which a lone request waits out) and with batching off (``--max-batch 1``).
+   (no idle window), with a 10 ms window (which a lone request waits out) and with batching off.
 2. Load time: a pipeline of the SD 1.5 architecture (860M UNet, 84M VAE, 123M CLIP text encoder) with
    random weights, stored fp16, loaded by the runtime's own loader onto the CPU: from a diffusers folder
    and from one original-layout ``.safetensors`` file (offline, configs from ``configs/<stem>/``). Cold:
@@ -135,6 +135,7 @@ def run() -> dict[str, Any]:
         models = work / "tiny"
         build_tiny_model(models)
         batched = _overhead(models, work / "server-batched.log")
+        windowed = _overhead(models, work / "server-window.log", "--batch-window-ms", "10")
         unbatched = _overhead(models, work / "server-unbatched.log", "--max-batch", "1")
         build_tiny_model(work / "sd15" / "warmup")
         loads = _load_times(work / "sd15")
@@ -142,15 +143,17 @@ def run() -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
     return {
         "metrics": {
-            "http_overhead_default_window": batched,
+            "http_overhead_default": batched,
+            "http_overhead_10ms_window": windowed,
             "http_overhead_batching_off": unbatched,
             "sd15_load": loads,
         },
         "notes": (
             f"{REQUESTS} sequential tiny-model 64x64 2-step txt2img requests per configuration after {WARMUP} "
-            "warm-up; overhead = client wall time - pipeline time from info.timings. The default 10 ms batch "
-            "window is waited out by a lone request (it is what lets concurrent requests merge); batching off "
-            "shows the server's own cost. SD 1.5 load: random weights stored fp16, loaded to CPU by "
+            "warm-up; overhead = client wall time - pipeline time from info.timings. Default: micro-batching on "
+            "(--max-batch 4) with no idle window, so a lone request starts at once; a 10 ms window is waited out "
+            "by a lone request; batching off (--max-batch 1) shows the server's own cost. "
+            "SD 1.5 load: random weights stored fp16, loaded to CPU by "
             "inference_api.loading (what a GPU pod does before moving to the device); cold = the files dropped from "
             "the page cache first, warm = best of the next loads."
         ),

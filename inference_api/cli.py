@@ -74,7 +74,13 @@ def parser() -> argparse.ArgumentParser:
     cl.add_argument("--channels-last", dest="channels_last", action="store_true", default=None)
     cl.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     s.add_argument("--max-batch", type=int, default=4, help="images per micro-batched pipeline call")
-    s.add_argument("--batch-window-ms", type=float, default=10.0, help="how long a batch waits for companions")
+    s.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=0.0,
+        help="how long an idle server holds a request for companions (0: never; requests that queue while "
+        "a batch runs still merge)",
+    )
     s.add_argument("--cache-size", type=int, default=2, help="loaded pipelines kept (LRU)")
     s.add_argument("--no-preload", action="store_true", help="load the default model on first use, not at start")
     s.add_argument("--warmup", action="store_true", help="generate once per batch size before /ready (compile)")

@@ -15,7 +15,8 @@ class ServerSettings:
     compile: bool = False
     channels_last: bool | None = None  # None: on for cuda
     max_batch: int = 4
-    batch_window_ms: float = 10.0
+    # 0: an idle GPU starts at once; batches form from requests that queue while one runs.
+    batch_window_ms: float = 0.0
     cache_size: int = 2
     preload: bool = True
     warmup: bool = False  # run one short generation per batch size before /ready (for --compile)
