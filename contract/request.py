@@ -226,12 +226,7 @@ def _content_issues(tasktype: TaskType, content: dict[str, Any], limits: Limits)
     if tasktype is TaskType.PIPELINE:
         issues = _workflow_issues(content, limits)
     else:
-        model = _CONTENT_MODELS[tasktype]
-        try:
-            parsed = model.model_validate(content)
-        except ValidationError as exc:
-            return ContractError.from_validation_error(exc, prefix=base).issues
-        issues = _bound_issues(tasktype, parsed, limits)
+        issues = _typed_content_issues(tasktype, content, limits)
     for path, value in iter_image_fields(tasktype, content):
         field = ".".join([base, *map(str, path)])
         try:
@@ -239,6 +234,22 @@ def _content_issues(tasktype: TaskType, content: dict[str, Any], limits: Limits)
         except RefError as exc:
             issues.append(FieldIssue(field, exc.rule, str(exc)))
     return issues
+
+
+def _typed_content_issues(tasktype: TaskType, content: dict[str, Any], limits: Limits) -> list[FieldIssue]:
+    model = _CONTENT_MODELS[tasktype]
+    try:
+        return _bound_issues(tasktype, model.model_validate(content), limits)
+    except ValidationError as exc:
+        type_issues = ContractError.from_validation_error(exc, prefix="task.content").issues
+        wrong = {err["loc"][0] for err in exc.errors() if err["loc"]}
+    # Check the bounds of the fields that are well typed too, so one answer names every bad field.
+    try:
+        rest = model.model_validate({k: v for k, v in content.items() if k not in wrong})
+    except ValidationError:
+        return type_issues
+    reported = {f"task.content.{name}" for name in wrong}
+    return type_issues + [i for i in _bound_issues(tasktype, rest, limits) if i.field not in reported]
 
 
 def _side_issues(field: str, value: int | None, limits: Limits) -> list[FieldIssue]:

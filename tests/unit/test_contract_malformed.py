@@ -199,6 +199,13 @@ def test_every_offending_field_is_listed_at_once() -> None:
     assert {"task.metadata.id", "task.content.steps", "task.content.width"} <= fields
 
 
+def test_type_errors_do_not_hide_bound_errors() -> None:
+    with pytest.raises(ContractError) as info:
+        parse_request(json.dumps(_t2i(prompt=3, steps=10000, width=513)), runtimes=RUNTIMES)
+    fields = [i.field for i in info.value.issues]
+    assert sorted(fields) == ["task.content.prompt", "task.content.steps", "task.content.width"]
+
+
 def test_oversized_body_is_a_413_that_points_to_references() -> None:
     with pytest.raises(ContractError) as info:
         parse_request(json.dumps(_t2i(prompt="x" * 5_000_000)))
