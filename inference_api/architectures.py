@@ -81,23 +81,29 @@ _TINY_VAE: dict[str, Any] = {
     "sample_size": 64,
 }
 
+# What the tiny SD 1.x and SDXL UNets share: the smallest shapes that still run every block type.
+_TINY_UNET = {
+    "sample_size": 8,
+    "in_channels": 4,
+    "out_channels": 4,
+    "block_out_channels": [32, 64],
+    "layers_per_block": 1,
+    "norm_num_groups": 16,
+}
+_TINY_CLIP = TextEncoderSpec(hidden_size=32, layers=2, heads=4, intermediate_size=64, projection_dim=32)
+
 TINY_SD = Architecture(
     name="tiny-sd",
     pipeline_class="StableDiffusionPipeline",
     unet={
-        "sample_size": 8,
-        "in_channels": 4,
-        "out_channels": 4,
-        "block_out_channels": [32, 64],
-        "layers_per_block": 1,
+        **_TINY_UNET,
         "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
         "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
         "cross_attention_dim": 32,
         "attention_head_dim": 8,
-        "norm_num_groups": 16,
     },
     vae=_TINY_VAE,
-    text_encoders=(TextEncoderSpec(hidden_size=32, layers=2, heads=4, intermediate_size=64, projection_dim=32),),
+    text_encoders=(_TINY_CLIP,),
     scheduler_class="PNDMScheduler",
     extra_config={"requires_safety_checker": False},
 )
@@ -108,11 +114,7 @@ TINY_SDXL = Architecture(
     name="tiny-sdxl",
     pipeline_class="StableDiffusionXLPipeline",
     unet={
-        "sample_size": 8,
-        "in_channels": 4,
-        "out_channels": 4,
-        "block_out_channels": [32, 64],
-        "layers_per_block": 1,
+        **_TINY_UNET,
         "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
         "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
         "cross_attention_dim": 32 + 48,
@@ -122,11 +124,10 @@ TINY_SDXL = Architecture(
         "addition_embed_type": "text_time",
         "addition_time_embed_dim": 8,
         "projection_class_embeddings_input_dim": 32 + 6 * 8,
-        "norm_num_groups": 16,
     },
     vae={**_TINY_VAE, "force_upcast": True, "scaling_factor": 0.13025},
     text_encoders=(
-        TextEncoderSpec(hidden_size=32, layers=2, heads=4, intermediate_size=64, projection_dim=32),
+        _TINY_CLIP,
         TextEncoderSpec(
             hidden_size=48,
             layers=2,
