@@ -1,7 +1,9 @@
 """The normalized queue message the submit Lambda publishes and the agent consumes.
 
-The agent also accepts what the replaced sample published (the raw v1alpha2 request), with or
-without the SNS envelope, so it can drain an existing queue during a migration.
+The agent also accepts everything the replaced sample ever put on a queue, with or without the SNS
+envelope, so it can drain an existing queue during a migration: the v1alpha2 task object as it was
+(``{"metadata", "content"}``, also still wrapped in ``{"task": ...}``) and the v1alpha1 message
+(``metadata.runtime == "legacy"``, an AUTOMATIC1111 body routed by ``sd_model_checkpoint``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contract.errors import ContractError
+from contract.legacy import LEGACY_RUNTIME, LegacyTask, legacy_task_from_message
 from contract.request import ID_PATTERN, TaskRequest, parse_request
 from contract.tasks import TaskType
 
@@ -36,14 +39,17 @@ class QueueMessage(BaseModel):
     content: dict[str, Any]
     submitted_at: datetime = Field(default_factory=utcnow)
     fingerprint: str = ""
+    # The checkpoint a v1alpha1 task named in alwayson_scripts (it was routed on it); None otherwise.
+    checkpoint: str | None = None
 
     @property
     def sd_model_checkpoint(self) -> str | None:
-        """The model a text/image task asks for, used for the replaced sample's queue routing."""
+        """The model a text/image task asks for: a runtime with dynamic models switches to it, and the
+        replaced sample's queues were routed on it."""
         overrides = self.content.get("override_settings")
         if isinstance(overrides, dict) and isinstance(overrides.get("sd_model_checkpoint"), str):
             return str(overrides["sd_model_checkpoint"])
-        return None
+        return self.checkpoint
 
     def message_attributes(self) -> dict[str, dict[str, str]]:
         """SNS message attributes the per-runtime subscriptions filter on."""
@@ -67,7 +73,9 @@ def fingerprint(request: TaskRequest) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def to_queue_message(request: TaskRequest, *, submitted_at: datetime | None = None) -> QueueMessage:
+def to_queue_message(
+    request: TaskRequest, *, submitted_at: datetime | None = None, checkpoint: str | None = None
+) -> QueueMessage:
     meta = request.task.metadata
     if meta.id is None:
         raise ValueError("request has no id; parse it with parse_request first")
@@ -80,11 +88,32 @@ def to_queue_message(request: TaskRequest, *, submitted_at: datetime | None = No
         content=request.task.content,
         submitted_at=submitted_at or utcnow(),
         fingerprint=fingerprint(request),
+        checkpoint=checkpoint,
     )
 
 
-def parse_queue_body(body: str) -> QueueMessage:
-    """Decode an SQS body: raw or SNS-enveloped, our normalized message or a v1alpha2 request."""
+def legacy_request(task: LegacyTask, runtime: str, context: Any = None) -> TaskRequest:
+    """A v1alpha1 task as the ordinary request it amounts to, addressed to ``runtime``."""
+    return TaskRequest.model_validate(
+        {
+            "task": {
+                "metadata": {
+                    "id": task.id,
+                    "runtime": runtime,
+                    "tasktype": task.tasktype,
+                    "prefix": task.prefix,
+                    "context": context,
+                },
+                "content": task.content,
+            }
+        }
+    )
+
+
+def parse_queue_body(body: str, *, legacy_runtime: str = LEGACY_RUNTIME) -> QueueMessage:
+    """Decode an SQS body: raw or SNS-enveloped; our normalized message, or any shape the replaced sample
+    published. ``legacy_runtime``: the runtime a v1alpha1 message (routed by model, not by name) is for,
+    which is the queue's it arrived on."""
     try:
         data = json.loads(body)
     except ValueError as exc:
@@ -92,11 +121,18 @@ def parse_queue_body(body: str) -> QueueMessage:
     if not isinstance(data, dict):
         raise ContractError.single("(message)", "object", "queue message must be a JSON object")
     if data.get("Type") == "Notification" and isinstance(data.get("Message"), str):
-        return parse_queue_body(data["Message"])
+        return parse_queue_body(data["Message"], legacy_runtime=legacy_runtime)
     if "schema_version" in data:
         try:
             return QueueMessage.model_validate(data)
         except ValidationError as exc:
             raise ContractError.from_validation_error(exc, prefix="(message)") from None
-    # The replaced sample published the client's request as it was.
+    if "task" not in data and isinstance(data.get("metadata"), dict):
+        metadata = data["metadata"]
+        if metadata.get("runtime") == LEGACY_RUNTIME:
+            task = legacy_task_from_message(metadata, data.get("content"))
+            request = legacy_request(task, legacy_runtime, metadata.get("context"))
+            return to_queue_message(request, checkpoint=task.checkpoint)
+        # The sample's v1alpha2 Lambda published the request's task object as it was.
+        data = {"task": data}
     return to_queue_message(parse_request(data))

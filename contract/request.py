@@ -166,7 +166,7 @@ def parse_request(
     # Content is checked even when metadata is wrong, so that one answer names every bad field.
     tasktype, content = _raw_tasktype_and_content(data)
     if tasktype is not None and content is not None:
-        issues += _content_issues(tasktype, content, limits)
+        issues += content_issues(tasktype, content, limits)
     runtime = request.task.metadata.runtime if request else None
     if runtimes is not None and runtime is not None and runtime not in runtimes:
         known = ", ".join(sorted(runtimes)) or "(none)"
@@ -221,14 +221,16 @@ def _load_json(body: bytes | str | dict[str, Any], limits: Limits) -> Any:
         raise ContractError.single("(body)", "json", f"body is not valid JSON: {exc}") from None
 
 
-def _content_issues(tasktype: TaskType, content: dict[str, Any], limits: Limits) -> list[FieldIssue]:
-    base = "task.content"
+def content_issues(
+    tasktype: TaskType, content: dict[str, Any], limits: Limits = DEFAULT_LIMITS, *, base: str = "task.content"
+) -> list[FieldIssue]:
+    """Every shape, bound and image-reference issue of a task's content; fields are named under ``base``."""
     if tasktype is TaskType.PIPELINE:
-        issues = _workflow_issues(content, limits)
+        issues = _workflow_issues(content, limits, base)
     else:
-        issues = _typed_content_issues(tasktype, content, limits)
+        issues = _typed_content_issues(tasktype, content, limits, base)
     for path, value in iter_image_fields(tasktype, content):
-        field = ".".join([base, *map(str, path)])
+        field = ".".join([p for p in (base, *map(str, path)) if p])
         try:
             parse_image_ref(value)
         except RefError as exc:
@@ -236,20 +238,24 @@ def _content_issues(tasktype: TaskType, content: dict[str, Any], limits: Limits)
     return issues
 
 
-def _typed_content_issues(tasktype: TaskType, content: dict[str, Any], limits: Limits) -> list[FieldIssue]:
+def _typed_content_issues(tasktype: TaskType, content: dict[str, Any], limits: Limits, base: str) -> list[FieldIssue]:
     model = _CONTENT_MODELS[tasktype]
     try:
-        return _bound_issues(tasktype, model.model_validate(content), limits)
+        return _bound_issues(tasktype, model.model_validate(content), limits, base)
     except ValidationError as exc:
-        type_issues = ContractError.from_validation_error(exc, prefix="task.content").issues
+        type_issues = ContractError.from_validation_error(exc, prefix=base).issues
         wrong = {err["loc"][0] for err in exc.errors() if err["loc"]}
     # Check the bounds of the fields that are well typed too, so one answer names every bad field.
     try:
         rest = model.model_validate({k: v for k, v in content.items() if k not in wrong})
     except ValidationError:
         return type_issues
-    reported = {f"task.content.{name}" for name in wrong}
-    return type_issues + [i for i in _bound_issues(tasktype, rest, limits) if i.field not in reported]
+    reported = {_join(base, str(name)) for name in wrong}
+    return type_issues + [i for i in _bound_issues(tasktype, rest, limits, base) if i.field not in reported]
+
+
+def _join(base: str, name: str) -> str:
+    return f"{base}.{name}" if base else name
 
 
 def _side_issues(field: str, value: int | None, limits: Limits) -> list[FieldIssue]:
@@ -262,41 +268,43 @@ def _side_issues(field: str, value: int | None, limits: Limits) -> list[FieldIss
     return []
 
 
-def _bound_issues(tasktype: TaskType, parsed: BaseModel, limits: Limits) -> list[FieldIssue]:
-    b = "task.content"
+def _bound_issues(tasktype: TaskType, parsed: BaseModel, limits: Limits, base: str) -> list[FieldIssue]:
+    def f(name: str) -> str:
+        return _join(base, name)
+
     issues: list[FieldIssue] = []
     if isinstance(parsed, GenerationContent):
         for name in ("prompt", "negative_prompt"):
             if len(getattr(parsed, name)) > limits.max_prompt_chars:
-                issues.append(FieldIssue(f"{b}.{name}", "max_length", f"at most {limits.max_prompt_chars} characters"))
+                issues.append(FieldIssue(f(name), "max_length", f"at most {limits.max_prompt_chars} characters"))
         if parsed.steps is not None and parsed.steps > limits.max_steps:
-            issues.append(FieldIssue(f"{b}.steps", "range", f"must be between 1 and {limits.max_steps}"))
-        issues += _side_issues(f"{b}.width", parsed.width, limits)
-        issues += _side_issues(f"{b}.height", parsed.height, limits)
+            issues.append(FieldIssue(f("steps"), "range", f"must be between 1 and {limits.max_steps}"))
+        issues += _side_issues(f("width"), parsed.width, limits)
+        issues += _side_issues(f("height"), parsed.height, limits)
         if parsed.batch_size is not None and parsed.batch_size > limits.max_batch_size:
-            issues.append(FieldIssue(f"{b}.batch_size", "range", f"must be between 1 and {limits.max_batch_size}"))
+            issues.append(FieldIssue(f("batch_size"), "range", f"must be between 1 and {limits.max_batch_size}"))
         if parsed.n_iter is not None and parsed.n_iter > limits.max_n_iter:
-            issues.append(FieldIssue(f"{b}.n_iter", "range", f"must be between 1 and {limits.max_n_iter}"))
+            issues.append(FieldIssue(f("n_iter"), "range", f"must be between 1 and {limits.max_n_iter}"))
         pixels = (parsed.width or 512) * (parsed.height or 512) * (parsed.batch_size or 1) * (parsed.n_iter or 1)
         if not issues and pixels > limits.max_total_pixels:
             issues.append(
                 FieldIssue(
-                    f"{b}.batch_size",
+                    f("batch_size"),
                     "max_total_pixels",
                     f"width*height*batch_size*n_iter is {pixels}, over {limits.max_total_pixels}",
                 )
             )
         if tasktype is TaskType.IMAGE_TO_IMAGE and not parsed.init_images:
-            issues.append(FieldIssue(f"{b}.init_images", "missing", "image-to-image needs at least one init image"))
+            issues.append(FieldIssue(f("init_images"), "missing", "image-to-image needs at least one init image"))
     if isinstance(parsed, ExtraSingleContent):
         if parsed.upscaling_resize is not None and parsed.upscaling_resize > limits.max_upscale_factor:
-            issues.append(FieldIssue(f"{b}.upscaling_resize", "range", f"must be at most {limits.max_upscale_factor}"))
+            issues.append(FieldIssue(f("upscaling_resize"), "range", f"must be at most {limits.max_upscale_factor}"))
         for name in ("upscaling_resize_w", "upscaling_resize_h"):
             value = getattr(parsed, name)
             if value is not None and not 1 <= value <= 4 * limits.max_side:
-                issues.append(FieldIssue(f"{b}.{name}", "range", f"must be between 1 and {4 * limits.max_side}"))
+                issues.append(FieldIssue(f(name), "range", f"must be between 1 and {4 * limits.max_side}"))
     if isinstance(parsed, ExtraBatchContent) and len(parsed.imageList) > limits.max_batch_images:
-        issues.append(FieldIssue(f"{b}.imageList", "max_items", f"at most {limits.max_batch_images} images"))
+        issues.append(FieldIssue(f("imageList"), "max_items", f"at most {limits.max_batch_images} images"))
     return issues
 
 
@@ -304,8 +312,8 @@ def _bound_issues(tasktype: TaskType, parsed: BaseModel, limits: Limits) -> list
 _WORKFLOW_BOUNDS = {"steps": "max_steps", "batch_size": "max_batch_size"}
 
 
-def _workflow_issues(content: dict[str, Any], limits: Limits) -> list[FieldIssue]:
-    b = "task.content"
+def _workflow_issues(content: dict[str, Any], limits: Limits, base: str) -> list[FieldIssue]:
+    b = base or "(body)"
     if not content:
         return [FieldIssue(b, "min_items", "a pipeline workflow needs at least one node")]
     if len(content) > limits.max_workflow_nodes:
@@ -315,10 +323,10 @@ def _workflow_issues(content: dict[str, Any], limits: Limits) -> list[FieldIssue
         try:
             parsed = WorkflowNode.model_validate(node)
         except ValidationError as exc:
-            issues += ContractError.from_validation_error(exc, prefix=f"{b}.{node_id}").issues
+            issues += ContractError.from_validation_error(exc, prefix=_join(base, str(node_id))).issues
             continue
         for name, value in parsed.inputs.items():
-            field = f"{b}.{node_id}.inputs.{name}"
+            field = _join(base, f"{node_id}.inputs.{name}")
             if name in _WORKFLOW_BOUNDS and isinstance(value, int) and not isinstance(value, bool):
                 bound = getattr(limits, _WORKFLOW_BOUNDS[name])
                 if not 1 <= value <= bound:

@@ -41,3 +41,15 @@ def can_transition(current: TaskStatus | None, target: TaskStatus) -> bool:
     if current is None:
         return target is TaskStatus.QUEUED
     return current in ALLOWED_PREDECESSORS[target]
+
+
+# Which task types each runtime type runs: ComfyUI runs workflows, the AUTOMATIC1111 API (the webui and
+# our diffusers runtime) runs the rest. The submit function refuses a task its runtime's type cannot run.
+A1111_TASKTYPES = frozenset(
+    {TaskType.TEXT_TO_IMAGE, TaskType.IMAGE_TO_IMAGE, TaskType.EXTRA_SINGLE_IMAGE, TaskType.EXTRA_BATCH_IMAGE}
+)
+RUNTIME_TASKTYPES: dict[str, frozenset[TaskType]] = {
+    "sdwebui": A1111_TASKTYPES,
+    "diffusers": A1111_TASKTYPES,
+    "comfyui": frozenset({TaskType.PIPELINE}),
+}

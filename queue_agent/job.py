@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from contract import ContractError, QueueMessage, parse_queue_body
+from contract.legacy import LEGACY_RUNTIME
 from queue_agent.errors import JobError
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -147,9 +148,11 @@ class Job:
     running_write: asyncio.Task[bool] | None = None
 
     @classmethod
-    def from_delivery(cls, delivery: Delivery) -> Job:
+    def from_delivery(cls, delivery: Delivery, runtime_name: str = LEGACY_RUNTIME) -> Job:
+        """``runtime_name``: this queue's runtime, which the replaced sample's v1alpha1 messages (routed
+        by model, not by runtime name) are for."""
         try:
-            return cls(delivery=delivery, message=parse_queue_body(delivery.body))
+            return cls(delivery=delivery, message=parse_queue_body(delivery.body, legacy_runtime=runtime_name))
         except (ContractError, ValueError, TypeError) as exc:
             # parse_queue_body raises ContractError for bad tasks, but a body that is valid JSON of
             # the wrong shape (an array, a number) can surface as a TypeError: same verdict.
@@ -200,7 +203,10 @@ def _salvage_identity(body: str) -> tuple[str | None, Any]:
         return None, None
     if not isinstance(data, dict):
         return None, None
-    meta = data.get("task", {}).get("metadata") if isinstance(data.get("task"), dict) else data
+    if isinstance(data.get("task"), dict):
+        meta = data["task"].get("metadata")
+    else:
+        meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else data
     if not isinstance(meta, dict):
         return None, None
     task_id = meta.get("id")

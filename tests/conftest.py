@@ -18,8 +18,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_FIXTURES = ROOT / "tests" / "fixtures"
-# The replaced sample's real payloads and config, when the workspace provides them.
-SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures" / "aws-sample"
+# The replaced sample's real payloads and config, when the workspace provides them (SAMPLE_FIXTURES points
+# elsewhere, e.g. from a git worktree).
+SHARED_FIXTURES = Path(os.environ.get("SAMPLE_FIXTURES") or ROOT.parent / "shared" / "fixtures" / "aws-sample")
 
 
 @pytest.fixture(scope="session")

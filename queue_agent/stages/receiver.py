@@ -96,7 +96,7 @@ class Receiver:
                 ctx.leases.hold(delivery.receipt_handle, since=delivery.received_at)
                 if delivery.sent_epoch is not None:
                     ctx.metrics.queue_time.observe(max(0.0, delivery.received_epoch - delivery.sent_epoch))
-                job = Job.from_delivery(delivery)
+                job = Job.from_delivery(delivery, ctx.settings.runtime_name)
                 job.trace = ctx.tracer.start(delivery.trace_header, job.task_id)
                 task = asyncio.create_task(self._admit(job), name=f"prepare-{job.task_id}")
                 self._preparing[task] = job
