@@ -65,7 +65,7 @@ def _load_times(work: Path) -> dict[str, Any]:
     from inference_api.builder import build_pipeline
     from inference_api.ldm import save_single_file
     from inference_api.loading import DeviceSettings, load_model
-    from inference_api.registry import discover
+    from inference_api.catalog import discover
     from inference_api.tiny import write_config_folder
 
     started = time.perf_counter()

@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from contract.errors import FieldIssue
 from inference_api import __version__
 from inference_api.engine import Engine
-from inference_api.errors import ApiError, invalid
-from inference_api.metrics import render_metrics
-from inference_api.models import (
+from inference_api.errors import InferenceError, invalid
+from inference_api.http_errors import error_response, plain_error
+from inference_api.http_schemas import (
     ExtraBatchImagesRequest,
     ExtraBatchImagesResponse,
     ExtraSingleImageRequest,
@@ -28,10 +28,12 @@ from inference_api.models import (
     Txt2ImgRequest,
     UpscalerItem,
 )
+from inference_api.metrics import render_metrics
 from inference_api.samplers import SCHEDULES, choose, sampler_names
 from inference_api.settings import ServerSettings
 
 log = logging.getLogger(__name__)
+RETRY_AFTER_S = 5
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
@@ -56,11 +58,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
-        current = engine.current
+        current = engine.selection.current
         if engine.ready():
             return JSONResponse({"status": "ready", "model": current.title if current else None})
-        body = ApiError(503, "not_ready", _not_ready_reason(engine)).body()
-        return JSONResponse(body, status_code=503)
+        return plain_error(503, "not_ready", engine.not_ready_reason(), RETRY_AFTER_S)
 
     @app.post("/sdapi/v1/txt2img", response_model=ImagesResponse)
     async def txt2img(req: Txt2ImgRequest) -> dict[str, Any]:
@@ -72,23 +73,23 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.post("/sdapi/v1/extra-single-image", response_model=ExtraSingleImageResponse)
     async def extra_single(req: ExtraSingleImageRequest) -> dict[str, Any]:
-        return await engine.extra_single(req)
+        return await engine.extras.single(req)
 
     @app.post("/sdapi/v1/extra-batch-images", response_model=ExtraBatchImagesResponse)
     async def extra_batch(req: ExtraBatchImagesRequest) -> dict[str, Any]:
-        return await engine.extra_batch(req)
+        return await engine.extras.batch(req)
 
     @app.get("/sdapi/v1/options")
     async def get_options() -> dict[str, Any]:
-        return engine.options()
+        return engine.options.snapshot()
 
     @app.post("/sdapi/v1/options")
     async def set_options(body: dict[str, Any]) -> None:
-        await engine.set_options(body)
+        await engine.options.apply(body)
 
     @app.get("/sdapi/v1/sd-models", response_model=list[SDModelItem])
     async def sd_models() -> list[dict[str, Any]]:
-        return [m.describe() for m in engine.catalog.models]
+        return [m.describe() for m in engine.selection.catalog.models]
 
     @app.post("/sdapi/v1/refresh-checkpoints")
     async def refresh_checkpoints() -> None:
@@ -96,11 +97,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.post("/sdapi/v1/unload-checkpoint")
     async def unload_checkpoint() -> None:
-        await engine.unload()
+        await engine.selection.unload()
 
     @app.post("/sdapi/v1/reload-checkpoint")
     async def reload_checkpoint() -> None:
-        await engine.reload()
+        await engine.selection.reload()
 
     @app.post("/sdapi/v1/interrupt")
     async def interrupt() -> None:
@@ -123,7 +124,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @app.get("/sdapi/v1/upscalers", response_model=list[UpscalerItem])
     async def upscalers() -> list[dict[str, Any]]:
         builtin = [{"name": n, "scale": 4} for n in ("None", "Lanczos", "Nearest")]
-        found = [{"name": u.name, "model_name": u.name, "model_path": str(u.path)} for u in engine.catalog.upscalers]
+        catalog = engine.selection.catalog
+        found = [{"name": u.name, "model_name": u.name, "model_path": str(u.path)} for u in catalog.upscalers]
         return builtin + found
 
     @app.get("/stats")
@@ -137,23 +139,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
     return app
 
 
-def _not_ready_reason(engine: Engine) -> str:
-    if engine.load_error:
-        return f"loading the model failed: {engine.load_error}"
-    wanted = engine.settings.default_model
-    if engine.current is None and wanted and engine.catalog.find(wanted) is None:
-        return f"default model {wanted!r} not found in the model directory"
-    if engine.current is None:
-        return "no model found in the model directory"
-    if engine.warming:
-        return f"model {engine.current.title} is warming up"
-    return f"model {engine.current.title} is not loaded yet"
-
-
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+    @app.exception_handler(InferenceError)
+    async def domain_error(request: Request, exc: InferenceError) -> JSONResponse:
+        return error_response(exc, RETRY_AFTER_S)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -162,14 +151,13 @@ def _install_error_handlers(app: FastAPI) -> None:
             loc = [str(p) for p in err.get("loc", ()) if p != "body"]
             message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
             issues.append(FieldIssue(".".join(loc) or "(body)", str(err.get("type", "invalid")), message))
-        error = invalid(issues or [FieldIssue("(body)", "invalid", "invalid request body")])
-        return JSONResponse(error.body(), status_code=422)
+        return error_response(invalid(issues or [FieldIssue("(body)", "invalid", "invalid request body")]), 0)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Never a stack trace on the wire; the log has it.
         log.exception("unhandled error on %s", request.url.path)
-        return JSONResponse(ApiError(500, "internal_error", "internal error").body(), status_code=500)
+        return plain_error(500, "internal_error", "internal error")
 
 
 def _install_body_limit(app: FastAPI, limit: int) -> None:
@@ -177,7 +165,6 @@ def _install_body_limit(app: FastAPI, limit: int) -> None:
     async def body_limit(request: Request, call_next: Any) -> Response:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            body = ApiError(413, "request_too_large", f"request body over {limit} bytes").body()
-            return JSONResponse(body, status_code=413)
+            return plain_error(413, "request_too_large", f"request body over {limit} bytes")
         response: Response = await call_next(request)
         return response

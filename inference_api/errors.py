@@ -1,60 +1,89 @@
-"""Errors the runtime answers with: the contract's JSON shape plus AUTOMATIC1111's ``detail``.
+"""Domain errors of the runtime: what went wrong and whether trying again can help. No HTTP here.
 
-``{"error": {"code", "message", "fields": [{"field", "rule", "message"}]}, "detail": ...}`` where ``detail``
-is FastAPI's list of ``{"loc", "msg", "type"}`` for invalid fields (what A1111 clients parse) and the
-message otherwise.
+The worker thread and the request handling raise these; :mod:`inference_api.http_errors` maps each kind
+to a status (4xx: the same request fails the same way, do not retry; 5xx/503: transient, retry later).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-from contract.errors import ContractError, FieldIssue, error_body
+from contract.errors import ContractError, FieldIssue
 
 
-class ApiError(Exception):
-    """An error with an HTTP status and a stable machine-readable code."""
+class InferenceError(Exception):
+    """A failure reported to the caller, with a stable machine-readable code."""
 
-    def __init__(self, status: int, code: str, message: str, fields: Iterable[FieldIssue] = ()) -> None:
+    code = "internal_error"
+
+    def __init__(self, message: str, fields: Iterable[FieldIssue] = (), *, code: str | None = None) -> None:
         super().__init__(message)
-        self.status = status
-        self.code = code
         self.message = message
         self.fields = list(fields)
-
-    def body(self) -> dict[str, Any]:
-        if self.fields:
-            body = ContractError(self.fields, code=self.code).to_dict()
-            body["detail"] = [{"loc": ["body", *_loc(f.field)], "msg": f.message, "type": f.rule} for f in self.fields]
-            return body
-        body = error_body(self.code, self.message)
-        body["detail"] = self.message
-        return body
+        if code is not None:
+            self.code = code
 
 
-def _loc(field: str) -> list[str | int]:
-    return [int(p) if p.isdigit() else p for p in field.split(".")]
+class InvalidRequest(InferenceError):
+    """A field breaks a rule: deterministic, the same request always fails."""
+
+    code = "invalid_request"
 
 
-def invalid(issues: Iterable[FieldIssue]) -> ApiError:
+class TooLargeForDevice(InferenceError):
+    """The request ran out of accelerator memory alone, on an emptied cache: it will never fit here."""
+
+    code = "too_large_for_device"
+
+
+class NotReady(InferenceError):
+    """No model can run now (none found yet, loading, warming up): transient."""
+
+    code = "not_ready"
+
+
+class Overloaded(InferenceError):
+    """The bounded queue is full: transient."""
+
+    code = "queue_full"
+
+
+class OutOfMemory(InferenceError):
+    """Ran out of accelerator memory for a reason that may pass (memory held by others): transient."""
+
+    code = "out_of_memory"
+
+
+class Unhealthy(InferenceError):
+    """The accelerator is in a state this process cannot recover from; the container must restart."""
+
+    code = "unhealthy"
+
+
+class ModelLoadFailed(InferenceError):
+    code = "model_load_failed"
+
+
+class GenerationFailed(InferenceError):
+    code = "generation_failed"
+
+
+class JobInterrupted(InferenceError):
+    """Stopped on purpose by /interrupt: retrying it would defeat the interrupt."""
+
+    code = "interrupted"
+
+
+class ClientGone(InferenceError):
+    """The caller disconnected before its answer was ready; nobody reads this one."""
+
+    code = "client_gone"
+
+
+def invalid(issues: Iterable[FieldIssue]) -> InvalidRequest:
     issues = list(issues)
-    return ApiError(422, "invalid_request", ContractError(issues).args[0], issues)
+    return InvalidRequest(ContractError(issues).args[0], issues)
 
 
-def invalid_field(field: str, rule: str, message: str) -> ApiError:
+def invalid_field(field: str, rule: str, message: str) -> InvalidRequest:
     return invalid([FieldIssue(field, rule, message)])
-
-
-def interrupted() -> ApiError:
-    # 409: the job was stopped on purpose (POST /sdapi/v1/interrupt); retrying it would defeat the interrupt.
-    return ApiError(409, "interrupted", "the job was interrupted before it finished")
-
-
-def out_of_memory() -> ApiError:
-    # 503: memory pressure is transient (another job, a fragmented cache); callers may retry later.
-    return ApiError(503, "out_of_memory", "the accelerator ran out of memory for this job; retry later or ask less")
-
-
-def not_ready(message: str = "no model is loaded") -> ApiError:
-    return ApiError(503, "not_ready", message)

@@ -15,16 +15,17 @@ from typing import Any
 import torch
 from PIL import Image, ImageFilter, ImageOps
 
+from inference_api.catalog import ModelEntry
 from inference_api.loading import LoadedModel
 from inference_api.progress import Progress
 from inference_api.prompts import CHUNK, encode, needs_own_encoding, supports_own_encoding, token_count
-from inference_api.registry import ModelEntry
 from inference_api.samplers import SamplerChoice, build_scheduler, is_replaceable
+from inference_api.tasks import TaskKind
 
 
 @dataclass
 class GenerationJob:
-    task: str  # "txt2img" | "img2img" | "inpaint"
+    task: TaskKind
     model: ModelEntry
     prompts: list[str]  # one per image
     negative_prompts: list[str]
@@ -50,10 +51,10 @@ class GenerationJob:
     @property
     def mergeable(self) -> bool:
         # Inpainting masks and multi-iteration jobs keep A1111's one-call-per-iteration behaviour.
-        return self.task != "inpaint" and self.n_iter == 1
+        return self.task is not TaskKind.INPAINT and self.n_iter == 1
 
     def batch_key(self) -> tuple[Any, ...]:
-        strength = self.denoising_strength if self.task != "txt2img" else None
+        strength = self.denoising_strength if self.task.uses_init_image else None
         return (
             self.model.name,
             self.task,
@@ -175,10 +176,10 @@ def _call_kwargs(
         kwargs["clip_skip"] = lead.clip_skip - 1  # A1111 counts the last layer as 1; diffusers counts skipped ones
     if lead.eta is not None:
         kwargs["eta"] = lead.eta
-    if lead.task in ("img2img", "inpaint"):
+    if lead.task.uses_init_image:
         kwargs["image"] = [jobs[j].init_images[i] for j, i in call]
         kwargs["strength"] = lead.denoising_strength
-    if lead.task == "inpaint" and lead.mask is not None:
+    if lead.task is TaskKind.INPAINT and lead.mask is not None:
         kwargs["mask_image"] = [lead.mask] * len(call)
 
     def on_step_end(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import io
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from inference_api.errors import ApiError, invalid_field
+from inference_api.errors import InvalidRequest, invalid_field
 
 LANCZOS = Image.Resampling.LANCZOS
 # A decoded input larger than this is refused before it is decompressed (PIL's bomb guard, made strict).
@@ -31,7 +31,7 @@ def decode_image(data: str, field: str) -> Image.Image:
                 raise invalid_field(field, "max_pixels", f"image is {width}x{height}, over {MAX_INPUT_PIXELS} pixels")
             probe.load()
             return _to_rgb(probe)
-    except ApiError:
+    except InvalidRequest:
         raise
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError):
         raise invalid_field(field, "image", "is not a decodable image (PNG, JPEG, WebP...)") from None

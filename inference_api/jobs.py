@@ -10,19 +10,20 @@ from typing import Any
 from PIL import Image
 
 from contract.errors import FieldIssue
-from inference_api.errors import ApiError, invalid, not_ready
+from inference_api.catalog import ModelEntry
+from inference_api.errors import InvalidRequest, NotReady, invalid
 from inference_api.generation import GenerationJob, GenerationResult, prepare_mask
+from inference_api.http_schemas import GenerationRequest, Img2ImgRequest
 from inference_api.images import decode_image, encode_png, resize_for_img2img
-from inference_api.models import Img2ImgRequest, _GenerationBase
-from inference_api.registry import ModelEntry
 from inference_api.samplers import UnknownName, choose
+from inference_api.tasks import TaskKind
 
 VERSION = "inference_api"
 SEED_SPACE = 2**32  # random seeds are drawn as A1111 draws them
 
 
 def build_job(
-    req: _GenerationBase, task: str, model: ModelEntry | None, issues: list[FieldIssue], default_clip_skip: int
+    req: GenerationRequest, task: TaskKind, model: ModelEntry | None, issues: list[FieldIssue], default_clip_skip: int
 ) -> GenerationJob:
     """Validate what pydantic cannot (names, images) and expand the request into per-image prompts and seeds.
 
@@ -40,17 +41,17 @@ def build_job(
         for i, data in enumerate(req.init_images):
             try:
                 init_images.append(decode_image(data, f"init_images.{i}"))
-            except ApiError as exc:
+            except InvalidRequest as exc:
                 issues += exc.fields
         if req.mask:
             try:
                 mask = decode_image(req.mask, "mask")
-            except ApiError as exc:
+            except InvalidRequest as exc:
                 issues += exc.fields
     if issues:
         raise invalid(issues)
     if model is None or sampler is None:
-        raise not_ready("no model is available in the model directory")
+        raise NotReady("no model is available in the model directory")
     count = req.image_count
     seed = req.seed if req.seed >= 0 else random.randrange(SEED_SPACE)
     clip_skip = req.clip_skip or _int_option(req.override_settings, "CLIP_stop_at_last_layers")
@@ -79,7 +80,7 @@ def build_job(
     return job
 
 
-def response_body(req: _GenerationBase, job: GenerationJob, result: GenerationResult) -> dict[str, Any]:
+def response_body(req: GenerationRequest, job: GenerationJob, result: GenerationResult) -> dict[str, Any]:
     """``{"images", "parameters", "info"}`` as AUTOMATIC1111 answers txt2img and img2img."""
     images = []
     if req.send_images:
@@ -94,7 +95,7 @@ def response_body(req: _GenerationBase, job: GenerationJob, result: GenerationRe
     return {"images": images, "parameters": parameters, "info": info}
 
 
-def unsupported_notes(req: _GenerationBase) -> list[str]:
+def unsupported_notes(req: GenerationRequest) -> list[str]:
     """A1111 features this runtime accepts but does not apply: said in ``info`` rather than failing the job."""
     notes = []
     if getattr(req, "enable_hr", False):
@@ -126,7 +127,7 @@ def infotext(job: GenerationJob, index: int, model_title: str, schedule: str) ->
         "Size": f"{job.width}x{job.height}",
         "Model": model_title,
     }
-    if job.task != "txt2img":
+    if job.task.uses_init_image:
         params["Denoising strength"] = job.denoising_strength
     if job.clip_skip > 1:
         params["Clip skip"] = job.clip_skip
@@ -176,7 +177,7 @@ def info_json(
         "styles": styles or [],
         "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
         "clip_skip": job.clip_skip,
-        "is_using_inpainting_conditioning": job.task == "inpaint",
+        "is_using_inpainting_conditioning": job.task is TaskKind.INPAINT,
         "version": VERSION,
         "timings": {
             "pipeline_seconds": round(result.pipeline_seconds, 6),

@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 
-from inference_api.registry import CONFIGS_DIR, ModelEntry
+from inference_api.catalog import CONFIGS_DIR, ModelEntry
+from inference_api.tasks import TaskKind
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +72,19 @@ class LoadedModel:
     entry: ModelEntry
     text2img: Any
     base_scheduler_config: dict[str, Any]
-    _derived: dict[str, Any] = field(default_factory=dict)
+    _derived: dict[TaskKind, Any] = field(default_factory=dict)
 
-    def pipeline(self, task: str) -> Any:
+    def pipeline(self, task: TaskKind) -> Any:
         """``txt2img`` / ``img2img`` / ``inpaint``; derived pipelines reuse the loaded modules (no reload)."""
-        if task == "txt2img":
+        if task is TaskKind.TXT2IMG:
             return self.text2img
         if task not in self._derived:
             import diffusers
 
-            auto = {"img2img": diffusers.AutoPipelineForImage2Image, "inpaint": diffusers.AutoPipelineForInpainting}
+            auto = {
+                TaskKind.IMG2IMG: diffusers.AutoPipelineForImage2Image,
+                TaskKind.INPAINT: diffusers.AutoPipelineForInpainting,
+            }
             pipe = auto[task].from_pipe(self.text2img)
             pipe.set_progress_bar_config(disable=True)
             self._derived[task] = pipe

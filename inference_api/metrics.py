@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass
+class Counters:
+    requests: int = 0
+    images: int = 0
+    errors: int = 0
+    interrupted: int = 0
+    out_of_memory: int = 0
+    pipeline_seconds: float = 0.0
 
 _COUNTERS = {
     "requests": "generation requests received",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from inference_api.errors import invalid_field
-from inference_api.models import _ExtrasBase
+from inference_api.http_schemas import ExtrasRequest
 
 LANCZOS = Image.Resampling.LANCZOS
 RESAMPLERS = {
@@ -44,13 +44,13 @@ class UpscaleOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-def target_size(width: int, height: int, req: _ExtrasBase) -> tuple[int, int]:
+def target_size(width: int, height: int, req: ExtrasRequest) -> tuple[int, int]:
     if req.resize_mode == 1:
         return req.upscaling_resize_w, req.upscaling_resize_h
     return max(1, round(width * req.upscaling_resize)), max(1, round(height * req.upscaling_resize))
 
 
-def check_target(width: int, height: int, req: _ExtrasBase, field_prefix: str = "") -> None:
+def check_target(width: int, height: int, req: ExtrasRequest, field_prefix: str = "") -> None:
     tw, th = target_size(width, height, req)
     name = "upscaling_resize_w" if req.resize_mode == 1 else "upscaling_resize"
     if max(tw, th) > MAX_OUTPUT_SIDE or tw * th > MAX_OUTPUT_PIXELS:
@@ -73,7 +73,7 @@ def resolve_name(name: str, available: set[str]) -> str:
     return ""
 
 
-def upscale_one(image: Image.Image, req: _ExtrasBase, available: set[str], run_model: ModelRunner) -> UpscaleOutcome:
+def upscale_one(image: Image.Image, req: ExtrasRequest, available: set[str], run_model: ModelRunner) -> UpscaleOutcome:
     width, height = target_size(image.width, image.height, req)
     crop = req.resize_mode == 1 and req.upscaling_crop
     notes: list[str] = []
@@ -120,7 +120,7 @@ def _apply(
     return result
 
 
-def html_info(req: _ExtrasBase, notes: list[str]) -> str:
+def html_info(req: ExtrasRequest, notes: list[str]) -> str:
     how = (
         f"Resize to: {req.upscaling_resize_w}x{req.upscaling_resize_h}"
         if req.resize_mode == 1

@@ -16,7 +16,7 @@ from inference_api.architectures import TINY_SD, TINY_SDXL, Architecture
 from inference_api.builder import build_pipeline
 from inference_api.ldm import save_single_file
 from inference_api.loading import DeviceSettings, config_folder_for, load_model
-from inference_api.registry import classify_checkpoint, discover, safetensors_header
+from inference_api.catalog import classify_checkpoint, discover, safetensors_header
 from inference_api.tiny import write_config_folder
 
 CPU = DeviceSettings()

@@ -14,13 +14,15 @@ import torch
 from PIL import Image
 
 from inference_api.architectures import SD_NOISE_SCHEDULE
+from inference_api.catalog import ModelEntry
 from inference_api.engine import Engine
-from inference_api.errors import ApiError
+from inference_api.errors import GenerationFailed, OutOfMemory
 from inference_api.generation import GenerationJob, GenerationResult
+from inference_api.http_errors import status_of
 from inference_api.loading import LoadedModel
-from inference_api.registry import ModelEntry
 from inference_api.samplers import choose
 from inference_api.settings import ServerSettings
+from inference_api.tasks import TaskKind
 from tests.runtime_helpers import serve_in_thread
 
 
@@ -62,13 +64,14 @@ class StandInPipeline:
 def _engine(tmp_path: Path, pipe: StandInPipeline) -> tuple[Engine, ModelEntry]:
     engine = Engine(ServerSettings(models_dir=tmp_path))
     entry = ModelEntry("stand-in", tmp_path, "diffusers")
-    engine.cache.put(entry.name, LoadedModel(entry, pipe, {"_class_name": "PNDMScheduler", **SD_NOISE_SCHEDULE}))
+    scheduler_config = {"_class_name": "PNDMScheduler", **SD_NOISE_SCHEDULE}
+    engine.selection.cache.put(entry.name, LoadedModel(entry, pipe, scheduler_config))
     return engine, entry
 
 
 def _job(entry: ModelEntry, seed: int) -> GenerationJob:
     return GenerationJob(
-        task="txt2img",
+        task=TaskKind.TXT2IMG,
         model=entry,
         prompts=["p"],
         negative_prompts=[""],
@@ -84,24 +87,24 @@ def _job(entry: ModelEntry, seed: int) -> GenerationJob:
 def test_out_of_memory_is_a_clean_503(tmp_path: Path) -> None:
     pipe = StandInPipeline(torch.OutOfMemoryError("CUDA out of memory"))
     engine, entry = _engine(tmp_path, pipe)
-    (result,) = engine._run_jobs_sync([_job(entry, 1)])
-    assert isinstance(result, ApiError) and (result.status, result.code) == (503, "out_of_memory")
+    (result,) = engine.runner.run([_job(entry, 1)])
+    assert isinstance(result, OutOfMemory) and status_of(result) == 503
     assert engine.counters.out_of_memory == 1 and not engine.progress.busy
 
 
 def test_a_merged_batch_that_runs_out_of_memory_is_retried_one_by_one(tmp_path: Path) -> None:
     pipe = StandInPipeline(RuntimeError("CUDA error: out of memory"), max_images=1)
     engine, entry = _engine(tmp_path, pipe)
-    results = engine._run_jobs_sync([_job(entry, 1), _job(entry, 2)])
+    results = engine.runner.run([_job(entry, 1), _job(entry, 2)])
     assert all(isinstance(r, GenerationResult) for r in results)
     assert pipe.calls == [2, 1, 1]
 
 
 def test_other_failures_are_500_without_a_traceback(tmp_path: Path) -> None:
     engine, entry = _engine(tmp_path, StandInPipeline(ValueError("bad tensor")))
-    (result,) = engine._run_jobs_sync([_job(entry, 1)])
-    assert isinstance(result, ApiError) and (result.status, result.code) == (500, "generation_failed")
-    assert "Traceback" not in str(result.body()) and "bad tensor" in result.message
+    (result,) = engine.runner.run([_job(entry, 1)])
+    assert isinstance(result, GenerationFailed) and status_of(result) == 500
+    assert "Traceback" not in result.message and "bad tensor" in result.message
 
 
 def test_sampler_is_swapped_onto_the_pipeline(tmp_path: Path) -> None:
@@ -109,7 +112,7 @@ def test_sampler_is_swapped_onto_the_pipeline(tmp_path: Path) -> None:
     engine, entry = _engine(tmp_path, pipe)
     job = _job(entry, 1)
     job.sampler = choose("DPM++ 2M Karras")
-    (result,) = engine._run_jobs_sync([job])
+    (result,) = engine.runner.run([job])
     assert isinstance(result, GenerationResult)
     assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler" and pipe.scheduler.config.use_karras_sigmas
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from inference_api import images
-from inference_api.errors import ApiError
-from inference_api.models import ExtraSingleImageRequest
+from inference_api.errors import InvalidRequest
+from inference_api.http_schemas import ExtraSingleImageRequest
 from inference_api.upscale import check_target, html_info, resolve_name, target_size, upscale_one
 from tests.runtime_helpers import png_b64
 
@@ -31,15 +31,15 @@ def test_decode_accepts_plain_and_data_url_base64_and_flattens_alpha() -> None:
     [("", "image"), ("not base64 at all!", "base64"), (base64.b64encode(b"hello").decode(), "image")],
 )
 def test_decode_errors_name_the_field(data: str, rule: str) -> None:
-    with pytest.raises(ApiError) as excinfo:
+    with pytest.raises(InvalidRequest) as excinfo:
         images.decode_image(data, "init_images.3")
-    assert excinfo.value.status == 422
+    assert excinfo.value.code == "invalid_request"
     assert [(f.field, f.rule) for f in excinfo.value.fields] == [("init_images.3", rule)]
 
 
 def test_decompression_bomb_is_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(images, "MAX_INPUT_PIXELS", 100)
-    with pytest.raises(ApiError) as excinfo:
+    with pytest.raises(InvalidRequest) as excinfo:
         images.decode_image(png_b64((20, 20)), "image")
     assert excinfo.value.fields[0].rule == "max_pixels"
 
@@ -73,7 +73,7 @@ def test_target_size_by_factor_or_box() -> None:
 
 
 def test_output_bound_is_a_field_error() -> None:
-    with pytest.raises(ApiError) as excinfo:
+    with pytest.raises(InvalidRequest) as excinfo:
         check_target(4000, 4000, _req(upscaling_resize=4))
     assert excinfo.value.fields[0].field == "upscaling_resize"
 

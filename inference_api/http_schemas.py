@@ -29,7 +29,7 @@ def _multiple_of_8(value: int) -> int:
     return value
 
 
-class _GenerationBase(BaseModel):
+class GenerationRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     prompt: str = Field(default="", max_length=L.max_prompt_chars)
@@ -68,7 +68,7 @@ class _GenerationBase(BaseModel):
         return _multiple_of_8(value)
 
     @model_validator(mode="after")
-    def _total_pixels(self) -> _GenerationBase:
+    def _total_pixels(self) -> GenerationRequest:
         pixels = self.width * self.height * self.batch_size * self.n_iter
         if pixels > L.max_total_pixels:
             raise ValueError(f"width*height*batch_size*n_iter is {pixels}, over {L.max_total_pixels}")
@@ -83,12 +83,12 @@ class _GenerationBase(BaseModel):
         return value if isinstance(value, str) and value else None
 
 
-class Txt2ImgRequest(_GenerationBase):
+class Txt2ImgRequest(GenerationRequest):
     enable_hr: bool = False
     denoising_strength: float | None = Field(default=None, ge=0, le=1)
 
 
-class Img2ImgRequest(_GenerationBase):
+class Img2ImgRequest(GenerationRequest):
     init_images: list[str] = Field(min_length=1, max_length=L.max_batch_images)
     resize_mode: int = Field(default=0, ge=0, le=3)
     denoising_strength: float = Field(default=0.75, ge=0, le=1)
@@ -101,7 +101,7 @@ class Img2ImgRequest(_GenerationBase):
     include_init_images: bool = False
 
 
-class _ExtrasBase(BaseModel):
+class ExtrasRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     resize_mode: int = Field(default=0, ge=0, le=1)
@@ -124,7 +124,7 @@ class _ExtrasBase(BaseModel):
         return _drop_nulls(data)
 
 
-class ExtraSingleImageRequest(_ExtrasBase):
+class ExtraSingleImageRequest(ExtrasRequest):
     image: str = Field(min_length=1)
 
 
@@ -133,7 +133,7 @@ class FileData(BaseModel):
     name: str = Field(default="image", max_length=256)
 
 
-class ExtraBatchImagesRequest(_ExtrasBase):
+class ExtraBatchImagesRequest(ExtrasRequest):
     imageList: list[FileData] = Field(min_length=1, max_length=L.max_batch_images)
 
 

@@ -1,5 +1,4 @@
-"""Models in the model directory: discovery (diffusers folders, single-file checkpoints, upscalers) and the
-bounded LRU cache of loaded pipelines.
+"""The catalog: models in the model directory (diffusers folders, single-file checkpoints, upscalers).
 
 Discovery reads only ``model_index.json`` files and safetensors headers, never weights, so a directory on a
 Mountpoint-for-S3 mount is scanned with small ranged reads.
@@ -11,8 +10,7 @@ import json
 import os
 import struct
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -218,73 +216,3 @@ class Catalog:
             if _normalise(entry.name) == wanted or _normalise(entry.path.name) == wanted:
                 return entry
         return None
-
-
-@dataclass
-class CacheStats:
-    hits: int = 0
-    loads: int = 0
-    evictions: int = 0
-    load_seconds: float = 0.0
-
-
-class PipelineCache:
-    """LRU of loaded models keyed by entry name. Mutated only on the worker thread; read from anywhere."""
-
-    def __init__(self, capacity: int, on_evict: Callable[[Any], None] | None = None) -> None:
-        if capacity < 1:
-            raise ValueError("cache capacity must be at least 1")
-        self.capacity = capacity
-        self._items: OrderedDict[str, Any] = OrderedDict()
-        self._lock = threading.Lock()
-        self._on_evict = on_evict
-        self.stats = CacheStats()
-
-    def get(self, name: str) -> Any | None:
-        with self._lock:
-            item = self._items.get(name)
-            if item is not None:
-                self._items.move_to_end(name)
-                self.stats.hits += 1
-            return item
-
-    def put(self, name: str, item: Any, load_seconds: float = 0.0) -> None:
-        with self._lock:
-            self._items[name] = item
-            self._items.move_to_end(name)
-            self.stats.loads += 1
-            self.stats.load_seconds += load_seconds
-        self._evict_down_to(self.capacity)
-
-    def make_room(self) -> None:
-        """Evict until one more item fits: load the next model only after the last one's memory is freed."""
-        self._evict_down_to(self.capacity - 1)
-
-    def _evict_down_to(self, size: int) -> None:
-        # Callbacks run outside the lock: freeing a pipeline's memory can take a while.
-        evicted: list[Any] = []
-        with self._lock:
-            while len(self._items) > max(size, 0):
-                _, old = self._items.popitem(last=False)
-                evicted.append(old)
-                self.stats.evictions += 1
-        for old in evicted:
-            if self._on_evict:
-                self._on_evict(old)
-
-    def clear(self) -> int:
-        with self._lock:
-            items = list(self._items.values())
-            self._items.clear()
-        for old in items:
-            if self._on_evict:
-                self._on_evict(old)
-        return len(items)
-
-    def names(self) -> list[str]:
-        with self._lock:
-            return list(self._items)
-
-    def __contains__(self, name: str) -> bool:
-        with self._lock:
-            return name in self._items

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from inference_api.registry import Catalog, PipelineCache, classify_checkpoint, discover, safetensors_header
+from inference_api.cache import LruCache
+from inference_api.catalog import Catalog, classify_checkpoint, discover, safetensors_header
 from tests.runtime_helpers import write_tiny_esrgan
 
 
@@ -94,7 +95,7 @@ def test_catalog_matches_titles_files_stems_and_a1111_hash_suffixes(tmp_path: Pa
 
 def test_lru_cache_evicts_least_recently_used_and_frees_it() -> None:
     freed: list[str] = []
-    cache = PipelineCache(2, on_evict=freed.append)
+    cache = LruCache(2, on_evict=freed.append)
     cache.put("a", "A")
     cache.put("b", "B")
     assert cache.get("a") == "A"  # a is now the most recent
@@ -105,4 +106,4 @@ def test_lru_cache_evicts_least_recently_used_and_frees_it() -> None:
     assert cache.clear() == 1 and freed[-1] == "C" and "c" not in cache
     assert cache.stats.evictions == 2 and cache.stats.loads == 3 and cache.stats.hits == 1
     with pytest.raises(ValueError):
-        PipelineCache(0)
+        LruCache(0)
