@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, f
 
 from contract.errors import ContractError, FieldIssue
 from contract.limits import DEFAULT_LIMITS, Limits
-from contract.request import ID_PATTERN, _check_prefix, _load_json, content_issues, new_task_id
+from contract.request import ID_PATTERN, GenerationContent, _check_prefix, _load_json, content_issues, new_task_id
 from contract.tasks import A1111_TASKTYPES, TaskType
 
 # What the sample's v1alpha1 queue messages carry as metadata.runtime: routed by model, not by name.
@@ -42,7 +42,7 @@ _SAMPLE_ONLY_CONTENT = ("s3_output_path",)
 class LegacyRouting(BaseModel):
     """The routing keys of a v1alpha1 body's ``alwayson_scripts`` (other entries are scripts and pass on)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
 
     task: TaskType
     sd_model_checkpoint: StrictStr = Field(min_length=1, max_length=512)
@@ -67,6 +67,14 @@ class LegacyRouting(BaseModel):
         return _check_prefix(value)
 
 
+class LegacyRequest(GenerationContent):
+    """The ``POST /v1alpha1`` body (for the API's schema; use :func:`parse_legacy_request` to validate)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"title": "LegacyRequest"})
+
+    alwayson_scripts: LegacyRouting  # type: ignore[assignment]
+
+
 @dataclass(frozen=True)
 class LegacyTask:
     """A v1alpha1 task made ordinary: content as the runtime gets it, routing pulled out of it."""
@@ -88,8 +96,7 @@ def parse_legacy_request(body: bytes | str | dict[str, Any], *, limits: Limits =
     data = _load_json(body, limits)
     if not isinstance(data, dict):
         raise ContractError.single("(body)", "object", "a v1alpha1 body must be a JSON object")
-    task = _legacy_task(data, base="", limits=limits)
-    return task
+    return _legacy_task(data, base="", limits=limits)
 
 
 def legacy_task_from_message(metadata: dict[str, Any], content: Any, *, limits: Limits = DEFAULT_LIMITS) -> LegacyTask:

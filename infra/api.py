@@ -17,7 +17,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra import nag, naming
-from infra.config import DeploymentConfig, runtime_names
+from infra.config import DeploymentConfig, runtime_catalog, runtime_names
 from infra.lambda_bundle import LAMBDA_ARCHITECTURE, LambdaSources, lambda_code
 from infra.versions import LAMBDA_PYTHON
 
@@ -81,6 +81,7 @@ class TaskApi(Construct):
             "STATUS_TABLE": self.table.table_name,
             "OUTPUT_BUCKET": inputs.output_bucket.bucket_name,
             "RUNTIMES": ",".join(runtime_names(config)),
+            "RUNTIME_CATALOG": runtime_catalog(config),
             "STATUS_TTL_DAYS": str(config.outputs.status_ttl_days),
         }
         code = lambda_code(inputs.lambda_sources)
@@ -221,7 +222,10 @@ class TaskApi(Construct):
             return apigw.LambdaIntegration(self.functions[name], proxy=True)
 
         submit = {"request_validator": validator}
-        api.root.add_resource("v1alpha2").add_method("POST", integrate("submit"), **submit)  # type: ignore[arg-type]
+        # The replaced sample's routes. API Gateway REST APIs match "/v1alpha2/" to the "/v1alpha2" resource, and
+        # the endpoint outputs carry no trailing slash, so its scripts' "{endpoint}/v1alpha2/" lands here.
+        for version in ("v1alpha2", "v1alpha1"):
+            api.root.add_resource(version).add_method("POST", integrate("submit"), **submit)  # type: ignore[arg-type]
         tasks = api.root.add_resource("tasks")
         tasks.add_method("POST", integrate("submit"), **submit)  # type: ignore[arg-type]
         task = tasks.add_resource("{id}")

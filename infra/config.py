@@ -11,6 +11,7 @@ Errors name the key: ``ConfigError`` carries one ``FieldIssue(field, rule, messa
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -489,6 +490,19 @@ def config_path() -> Path:
 
 def runtime_names(cfg: DeploymentConfig) -> list[str]:
     return [r.name for r in cfg.models_runtime]
+
+
+def runtime_catalog(cfg: DeploymentConfig, names: list[str] | None = None) -> str:
+    """``RUNTIME_CATALOG`` of the submit function: each runtime's type and model, in configuration order
+    (it refuses tasks a runtime's type cannot run and routes v1alpha1 tasks on the model)."""
+    return json.dumps(
+        {
+            r.name: {"type": r.type, "modelFilename": r.model_filename, "dynamicModel": r.dynamic_model}
+            for r in cfg.models_runtime
+            if names is None or r.name in names
+        },
+        separators=(",", ":"),
+    )
 
 
 def runtime_by_name(cfg: DeploymentConfig, name: str) -> RuntimeConfig:

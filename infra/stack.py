@@ -104,6 +104,21 @@ class SdAsyncStack(Stack):
                 "Configures kubectl for the cluster",
             ),
         }
+        # The replaced sample's output names, which its scripts read: the same values under the old names.
+        # FrontApiEndpoint has no trailing slash, so that its "{endpoint}/v1alpha2/" has no doubled slash.
+        rest = api.api
+        outputs |= {
+            "FrontApiEndpoint": (
+                f"https://{rest.rest_api_id}.execute-api.{self.region}.{self.url_suffix}/{self.config.apigw.stage_name}",
+                "Base URL of the task API, without a trailing slash (the replaced sample's name)",
+            ),
+            "GetAPIKeyCommand": (outputs["ApiKeyCommand"][0], "Prints the API key (the replaced sample's name)"),
+            "OutputS3Bucket": (
+                outputs["OutputBucket"][0],
+                "Generated images and .out files (the replaced sample's name)",
+            ),
+            "ConfigCommand": (outputs["KubeconfigCommand"][0], "Configures kubectl (the replaced sample's name)"),
+        }
         for rq in messaging.queues:
             outputs[f"QueueUrl{_pascal(rq.runtime.name)}"] = (rq.queue.queue_url, f"Task queue of {rq.runtime.name}")
             outputs[f"DlqUrl{_pascal(rq.runtime.name)}"] = (rq.dlq.queue_url, f"Dead-letter queue of {rq.runtime.name}")

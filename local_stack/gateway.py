@@ -21,6 +21,7 @@ import json
 import logging
 import mimetypes
 import os
+import re
 import secrets
 import signal
 import socket
@@ -117,7 +118,11 @@ class LocalGateway:
         return given is not None and hmac.compare_digest(given.encode(), self.api_key.encode())
 
     def find(self, method: str, path: str) -> tuple[GatewayRoute | None, dict[str, str], list[str]]:
-        """The route for ``method`` on ``path`` with its path parameters, and the methods the path allows."""
+        """The route for ``method`` on ``path`` with its path parameters, and the methods the path allows.
+
+        As API Gateway REST APIs do, a trailing slash names the same resource; doubled slashes (the sample's
+        scripts join an endpoint ending in ``/`` with ``/v1alpha2/``) count as one."""
+        path = re.sub(r"/{2,}", "/", path).rstrip("/") or "/"
         allowed: list[str] = []
         for route in self.routes:
             params = route.match(path)
@@ -179,18 +184,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
-        parts = urlsplit(self.path)
-        route, params, allowed = self.owner.find(self.command, unquote(parts.path))
+        path, query = _split_target(self.path)
+        route, params, allowed = self.owner.find(self.command, unquote(path))
         if route is None:
-            self._not_routed(parts.path, allowed)
+            self._not_routed(path, allowed)
             return
         if not self.owner.key_ok(self.headers.get("x-api-key")):
             self._error(HTTPStatus.FORBIDDEN, "forbidden", "Forbidden")
             return
         request = HttpRequest(
             method=self.command,
-            path=parts.path,
-            query=parts.query,
+            path=path,
+            query=query,
             headers=list(self.headers.items()),
             body=body,
             source_ip=self.client_address[0],
@@ -282,6 +287,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             buffer.append(body)
         self.flush_headers()
+
+
+def _split_target(target: str) -> tuple[str, str]:
+    """Path and query of a request target. An origin-form target is split by hand: ``urlsplit`` would read
+    the ``//v1alpha2/`` of a doubled slash as a host name."""
+    if target.startswith("/"):
+        path, _, query = target.partition("?")
+        return path.partition("#")[0], query.partition("#")[0]
+    parts = urlsplit(target)
+    return parts.path or "/", parts.query
 
 
 def _proxy_response(result: Any) -> tuple[int, dict[str, str], bytes]:

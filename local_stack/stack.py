@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.config import DeploymentConfig, RuntimeConfig, load_config
+from infra.config import DeploymentConfig, RuntimeConfig, load_config, runtime_catalog
 from local_stack.logs import LogSink
 from local_stack.models import resolve_model_dir
 from local_stack.moto_server import FAKE_AWS_ENV
@@ -250,6 +250,7 @@ class LocalStack:
             STATUS_TABLE=self.resources.table,
             OUTPUT_BUCKET=self.resources.bucket,
             RUNTIMES=",".join(runtimes),
+            RUNTIME_CATALOG=runtime_catalog(self.config, runtimes),
             STATUS_TTL_DAYS=str(self.config.outputs.status_ttl_days),
             # Through the environment, not argv: the command line of a process is visible to every user.
             GATEWAY_API_KEY=self.api_key,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -53,9 +54,16 @@ def stage_prefix(event: BaseProxyEvent) -> str:
     """What the client's URL has before the resource path (``/prod`` on execute-api, ``""`` locally)."""
     if not isinstance(event, APIGatewayProxyEvent):
         return ""
-    outer = event.request_context.path or ""
-    inner = event.path or ""
+    outer = normalized_path(event.request_context.path or "")
+    inner = normalized_path(event.path or "")
     return outer[: -len(inner)] if inner and outer.endswith(inner) else ""
+
+
+def normalized_path(path: str) -> str:
+    """``//v1alpha2/`` -> ``/v1alpha2``: the replaced sample's scripts join an endpoint ending in ``/`` with
+    ``/v1alpha2/``, and API Gateway REST APIs treat a trailing slash as the same resource."""
+    path = re.sub(r"/{2,}", "/", path)
+    return path.rstrip("/") or "/"
 
 
 def build_handler(*routers: Router) -> Handler:
@@ -71,6 +79,8 @@ def build_handler(*routers: Router) -> Handler:
         correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False, clear_state=True
     )
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if isinstance(event.get("path"), str):
+            event = {**event, "path": normalized_path(event["path"])}
         return app.resolve(event, context)
 
     return handler

@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from contract import TaskRequest, TaskStatus
+from contract.legacy import LegacyRequest
 from contract.request import ID_PATTERN
 from task_api.routes import API_ROUTES
-from task_api.views import SubmitResponse, TaskView
+from task_api.views import LegacySubmitResponse, SubmitResponse, TaskView
 
 VERSION = "1.0.0"
 REF = "#/components/schemas/{model}"
@@ -65,6 +66,17 @@ _OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "ok": ("200", "SubmitResponse", "queued, or the existing task for an idempotent resubmit"),
         "errors": ["400", "403", "409", "413", "429", "500", "503"],
     },
+    ("POST", "/v1alpha1"): {
+        "operationId": "submitV1alpha1",
+        "summary": "Submit an AUTOMATIC1111 body routed by alwayson_scripts (the replaced sample's older endpoint)",
+        "ok": ("200", "LegacySubmitResponse", "queued, or the existing task for an idempotent resubmit"),
+        "errors": ["400", "403", "409", "413", "429", "500", "503"],
+        "body": (
+            "LegacyRequest",
+            "an AUTOMATIC1111 body; alwayson_scripts carries task, sd_model_checkpoint, "
+            "id_task, save_dir (and optionally image_link, uid, sd_vae, override_settings)",
+        ),
+    },
     ("POST", "/tasks"): {
         "operationId": "submitTask",
         "summary": "Submit a task",
@@ -91,7 +103,9 @@ def build() -> dict[str, Any]:
     _, schemas = models_json_schema(
         [
             (TaskRequest, "validation"),
+            (LegacyRequest, "validation"),
             (SubmitResponse, "serialization"),
+            (LegacySubmitResponse, "serialization"),
             (TaskView, "serialization"),
             (ErrorResponse, "serialization"),
         ],
@@ -140,10 +154,14 @@ def _operation(method: str, resource: str, spec: dict[str, Any]) -> dict[str, An
             {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": ID_PATTERN}}
         ]
     if method == "POST":
+        model, description = spec.get(
+            "body",
+            ("TaskRequest", "the v1alpha2 request; content is checked against the task type's fields and bounds"),
+        )
         operation["requestBody"] = {
             "required": True,
-            "description": "the v1alpha2 request; content is checked against the task type's fields and bounds",
-            "content": {"application/json": {"schema": {"$ref": REF.format(model="TaskRequest")}}},
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}},
         }
     return operation
 

@@ -15,6 +15,7 @@ class ApiRoute:
 
 API_ROUTES: tuple[ApiRoute, ...] = (
     ApiRoute("POST", "/v1alpha2", "submit"),
+    ApiRoute("POST", "/v1alpha1", "submit"),
     ApiRoute("POST", "/tasks", "submit"),
     ApiRoute("GET", "/tasks/{id}", "status"),
     ApiRoute("DELETE", "/tasks/{id}", "cancel"),

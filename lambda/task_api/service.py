@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,7 +29,10 @@ from contract import (
     transition_update,
     utcnow,
 )
+from contract.legacy import parse_legacy_request
+from contract.messages import legacy_request
 from contract.request import ID_PATTERN
+from contract.tasks import RUNTIME_TASKTYPES, TaskType
 from task_api import aws
 from task_api.errors import ApiError, from_aws_error, unavailable
 from task_api.observability import logger, tracer
@@ -46,6 +49,7 @@ _CANCEL_ROUNDS = 3
 class Submitted:
     record: StatusRecord
     created: bool  # False: an idempotent resubmit answered with the existing task
+    checkpoint: str | None = None  # the model a v1alpha1 task was routed on
 
 
 @dataclass(frozen=True)
@@ -111,16 +115,55 @@ class TaskService:
     # -- submit -------------------------------------------------------------------------------------------------
 
     def submit(self, body: bytes) -> Submitted:
-        bucket = self.settings.require("output_bucket")
+        """``POST /v1alpha2`` and ``POST /tasks``: the v1alpha2 request."""
         try:
             request = parse_request(body, runtimes=self.settings.runtimes)
         except RecursionError:
             raise ContractError.single("(body)", "max_depth", "JSON is nested too deeply") from None
-        now = self.now()
-        message = to_queue_message(request, submitted_at=now)
+        self._check_runtime_type(
+            request.task.metadata.runtime, request.task.metadata.tasktype, "task.metadata.tasktype"
+        )
+        return self._accept(to_queue_message(request, submitted_at=self.now()))
+
+    def submit_legacy(self, body: bytes) -> Submitted:
+        """``POST /v1alpha1``: the replaced sample's AUTOMATIC1111 body, routed on the model it names."""
+        try:
+            task = parse_legacy_request(body)
+        except RecursionError:
+            raise ContractError.single("(body)", "max_depth", "JSON is nested too deeply") from None
+        runtime = self.settings.runtime_for_model(task.checkpoint)
+        if runtime is None:
+            served = ", ".join(self.settings.served_models()) or "(none)"
+            raise ContractError.single(
+                "alwayson_scripts.sd_model_checkpoint",
+                "one_of",
+                f"no runtime serves model {task.checkpoint!r} and none loads models on demand; models served: {served}",
+            )
+        self._check_runtime_type(runtime, task.tasktype, "alwayson_scripts.task")
+        message = to_queue_message(legacy_request(task, runtime), submitted_at=self.now(), checkpoint=task.checkpoint)
+        return self._accept(message, attribute_fields={"sd_model_checkpoint": "alwayson_scripts.sd_model_checkpoint"})
+
+    def _check_runtime_type(self, runtime: str, tasktype: TaskType, field_name: str) -> None:
+        """Refuse at submit what the runtime's type cannot run, rather than accept it and fail it later."""
+        kind = self.settings.runtime_type(runtime)
+        runs = RUNTIME_TASKTYPES.get(kind) if kind else None
+        if runs is None or tasktype in runs:
+            return
+        needs = sorted(k for k, types in RUNTIME_TASKTYPES.items() if tasktype in types)
+        raise ContractError.single(
+            field_name,
+            "runtime_type",
+            f"runtime {runtime!r} is a {kind} runtime, which runs {', '.join(sorted(t.value for t in runs))}; "
+            f"{tasktype.value} needs a {' or '.join(needs)} runtime",
+        )
+
+    def _accept(self, message: QueueMessage, attribute_fields: dict[str, str] | None = None) -> Submitted:
+        """Record a validated task as queued and publish it (or answer the existing task of a resubmit)."""
+        bucket = self.settings.require("output_bucket")
+        now = message.submitted_at
         logger.append_keys(task_id=message.id)
         tracer.put_annotation("task_id", message.id)
-        _check_message_attributes(message)
+        _check_message_attributes(message, {**_ATTRIBUTE_FIELDS, **(attribute_fields or {})})
         _check_message_size(message)
         record = StatusRecord(
             id=message.id,
@@ -136,14 +179,14 @@ class TaskService:
         )
         expires_at = int((now + timedelta(days=self.settings.status_ttl_days)).timestamp())
         if not self._create(new_item(record, ttl_epoch=expires_at)):
-            return self._existing(record)
+            return replace(self._existing(record), checkpoint=message.checkpoint)
         try:
             self.publish(message)
         except (BotoCoreError, ClientError):
             logger.exception("publishing the task failed")
-            return self._withdraw(record)
+            return replace(self._withdraw(record), checkpoint=message.checkpoint)
         logger.info("task queued", extra={"runtime": record.runtime, "tasktype": record.tasktype})
-        return Submitted(record, created=True)
+        return Submitted(record, created=True, checkpoint=message.checkpoint)
 
     def _create(self, item: dict[str, Any]) -> bool:
         try:
@@ -283,12 +326,12 @@ _ATTRIBUTE_FIELDS = {
 }
 
 
-def _check_message_attributes(message: QueueMessage) -> None:
+def _check_message_attributes(message: QueueMessage, fields: dict[str, str]) -> None:
     # SNS refuses empty attribute values and characters outside XML's; that is the request's fault, not ours.
     for name, attribute in message.message_attributes().items():
         if not _SNS_TEXT_RE.match(attribute["StringValue"]):
             raise ContractError.single(
-                _ATTRIBUTE_FIELDS.get(name, name),
+                fields.get(name, name),
                 "sns_attribute",
                 "must be non-empty text without control characters (it routes the task as an SNS attribute)",
             )

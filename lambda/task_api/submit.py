@@ -1,4 +1,5 @@
-"""``POST /v1alpha2`` (the replaced sample's endpoint, 200) and ``POST /tasks`` (202 + Location)."""
+"""``POST /v1alpha2`` and ``POST /v1alpha1`` (the replaced sample's endpoints, 200) and ``POST /tasks``
+(202 + Location)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from task_api.http import build_handler, json_response, request_body, stage_prefix
 from task_api.service import Submitted, TaskService
-from task_api.views import submit_response
+from task_api.views import legacy_submit_response, submit_response
 
 router = Router()
 
@@ -19,6 +20,13 @@ def _submit() -> Submitted:
 @router.post("/v1alpha2")
 def submit_v1alpha2() -> Response:
     return json_response(200, submit_response(_submit().record))
+
+
+@router.post("/v1alpha1")
+def submit_v1alpha1() -> Response:
+    submitted = TaskService.from_env().submit_legacy(request_body(router.current_event))
+    assert submitted.checkpoint is not None
+    return json_response(200, legacy_submit_response(submitted.record, submitted.checkpoint))
 
 
 @router.post("/tasks")

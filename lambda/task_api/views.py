@@ -18,6 +18,14 @@ class SubmitResponse(BaseModel):
     status: TaskStatus
 
 
+class LegacySubmitResponse(SubmitResponse):
+    """The replaced sample's answer to ``POST /v1alpha1`` (``id_task``, ``sd_model_checkpoint``,
+    ``output_location``), with ours (``id``, ``runtime``, ``status``) next to it."""
+
+    id_task: str = Field(description="the task id (the same as id)")
+    sd_model_checkpoint: str = Field(description="the model the task was routed on")
+
+
 class ResultLink(BaseModel):
     s3: str = Field(description="the object's s3:// URI, as the notification names it")
     url: str | None = Field(
@@ -36,6 +44,12 @@ class TaskView(StatusRecord):
 def submit_response(record: StatusRecord) -> SubmitResponse:
     return SubmitResponse(
         id=record.id, runtime=record.runtime, output_location=record.output_location, status=record.status
+    )
+
+
+def legacy_submit_response(record: StatusRecord, checkpoint: str) -> LegacySubmitResponse:
+    return LegacySubmitResponse(
+        **submit_response(record).model_dump(), id_task=record.id, sd_model_checkpoint=checkpoint
     )
 
 

@@ -253,6 +253,7 @@ def test_routes_require_api_keys_and_reach_their_functions(any_synth: Synth) -> 
         routes[(method["HttpMethod"], path_of(method["ResourceId"]))] = target
     assert routes == {
         ("POST", "/v1alpha2"): "submit",
+        ("POST", "/v1alpha1"): "submit",
         ("POST", "/tasks"): "submit",
         ("GET", "/tasks/{id}"): "status",
         ("DELETE", "/tasks/{id}"): "cancel",
@@ -652,6 +653,39 @@ def test_stack_outputs(any_synth: Synth) -> None:
         suffix = "".join(p.capitalize() for p in runtime.name.split("-"))
         queue_id, _ = queue_ids(any_synth, runtime.name)
         assert outputs[f"QueueUrl{suffix}"]["Value"] == {"Ref": queue_id}
+
+
+def test_outputs_of_the_replaced_sample(any_synth: Synth) -> None:
+    """Its scripts read FrontApiEndpoint and GetAPIKeyCommand (and OutputS3Bucket, ClusterName, ConfigCommand)."""
+    outputs = any_synth.template["Outputs"]
+    assert outputs["GetAPIKeyCommand"]["Value"] == outputs["ApiKeyCommand"]["Value"]
+    assert outputs["OutputS3Bucket"]["Value"] == outputs["OutputBucket"]["Value"]
+    assert outputs["ConfigCommand"]["Value"] == outputs["KubeconfigCommand"]["Value"]
+    assert "ClusterName" in outputs
+    endpoint = flat(outputs["FrontApiEndpoint"]["Value"])
+    # "{FrontApiEndpoint}/v1alpha2/" must not have a doubled slash: no trailing one here.
+    assert endpoint.startswith("https://") and not endpoint.endswith("/")
+    assert endpoint.endswith(f"/{any_synth.config.apigw.stage_name}")
+    (api_id,) = any_synth.of_type("AWS::ApiGateway::RestApi")
+    assert refers_to(outputs["FrontApiEndpoint"]["Value"], api_id)
+    for name in ("FrontApiEndpoint", "GetAPIKeyCommand", "OutputS3Bucket", "ConfigCommand"):
+        assert outputs[name]["Description"]
+
+
+def test_submit_function_knows_runtime_types_and_models(any_synth: Synth) -> None:
+    (submit,) = [
+        r["Properties"]
+        for r in any_synth.of_type("AWS::Lambda::Function").values()
+        if r["Properties"].get("Handler") == "task_api.submit.handler"
+    ]
+    catalog = json.loads(submit["Environment"]["Variables"]["RUNTIME_CATALOG"])
+    assert list(catalog) == [r.name for r in any_synth.config.models_runtime]
+    for runtime in any_synth.config.models_runtime:
+        assert catalog[runtime.name] == {
+            "type": runtime.type,
+            "modelFilename": runtime.model_filename,
+            "dynamicModel": runtime.dynamic_model,
+        }
 
 
 def test_synth_is_environment_agnostic(default_synth: Synth) -> None:

@@ -40,3 +40,27 @@ def test_numbers_are_read() -> None:
 def test_require_names_the_missing_variable() -> None:
     with pytest.raises(ConfigurationError, match="TASKS_TOPIC_ARN"):
         Settings.from_env({}).require("tasks_topic_arn")
+
+
+def test_runtime_catalog_routes_models_and_knows_types() -> None:
+    catalog = (
+        '{"a": {"type": "sdwebui", "modelFilename": "models/one.safetensors"},'
+        ' "b": {"type": "diffusers", "modelFilename": "two.safetensors", "dynamicModel": true},'
+        ' "c": {"type": "comfyui"}}'
+    )
+    settings = Settings.from_env({"RUNTIME_CATALOG": catalog})
+    assert settings.runtimes == frozenset({"a", "b", "c"})
+    assert settings.runtime_type("c") == "comfyui" and settings.runtime_type("zzz") is None
+    assert settings.runtime_for_model("one.safetensors") == "a"
+    assert settings.runtime_for_model("models/one.safetensors [0123abcd]") == "a"
+    assert settings.runtime_for_model("two.safetensors") == "b"
+    assert settings.runtime_for_model("three.safetensors") == "b"  # the dynamic runtime loads any model
+    only_a = Settings.from_env({"RUNTIME_CATALOG": catalog, "RUNTIMES": "a"})
+    assert only_a.runtime_for_model("three.safetensors") is None
+    assert only_a.served_models() == ["models/one.safetensors"]
+
+
+@pytest.mark.parametrize("raw", ["[1]", "{", '{"a": 3}'])
+def test_malformed_runtime_catalog_names_the_variable(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="RUNTIME_CATALOG"):
+        Settings.from_env({"RUNTIME_CATALOG": raw})
