@@ -29,7 +29,9 @@ def build_pipeline(
             torch.manual_seed(seed + 2 + index)
             config = CLIPTextConfig(**spec.config(len(tokenizer), tokenizer.eos_token_id, tokenizer.bos_token_id))
             model_class = CLIPTextModelWithProjection if spec.with_projection else CLIPTextModel
-            components[f"text_encoder{suffix}"] = model_class(config)
+            encoder = model_class(config)
+            _learned_norm_bias(encoder)
+            components[f"text_encoder{suffix}"] = encoder
             components[f"tokenizer{suffix}"] = tokenizer if index == 0 else build_tokenizer()
     components["scheduler"] = getattr(diffusers, arch.scheduler_class).from_config(arch.scheduler)
     pipeline_class = getattr(diffusers, arch.pipeline_class)
@@ -39,3 +41,13 @@ def build_pipeline(
     if dtype != torch.float32:
         pipe = pipe.to(dtype=dtype)
     return pipe
+
+
+def _learned_norm_bias(encoder: Any) -> None:
+    """A trained CLIP's final layer norm has a bias, so its outputs have a non-zero mean; a fresh one has none.
+
+    A1111's emphasis rescales every chunk back to its mean, which needs that mean to be away from zero.
+    """
+    norm = getattr(encoder, "text_model", encoder).final_layer_norm
+    with torch.no_grad():
+        norm.bias.copy_(0.5 + 0.5 * torch.randn(norm.bias.shape))
