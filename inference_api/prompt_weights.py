@@ -67,25 +67,25 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
             fragment[1] *= factor
 
     for match in _TOKEN.finditer(text):
-        token, weight = match.group(0), match.group(1)
-        if token.startswith("\\"):
-            if token[1:]:
-                fragments.append([token[1:], 1.0])
-        elif token == "(":
+        piece, weight = match.group(0), match.group(1)
+        if piece.startswith("\\"):
+            if piece[1:]:
+                fragments.append([piece[1:], 1.0])
+        elif piece == "(":
             round_open.append(len(fragments))
-        elif token == "[":
+        elif piece == "[":
             square_open.append(len(fragments))
         elif weight is not None and round_open:
             try:
                 scale(round_open.pop(), float(weight))
             except ValueError:  # "(x:1.2.3)": not a number, kept as text as A1111 does
-                fragments.append([token, 1.0])
-        elif token == ")" and round_open:
+                fragments.append([piece, 1.0])
+        elif piece == ")" and round_open:
             scale(round_open.pop(), ROUND)
-        elif token == "]" and square_open:
+        elif piece == "]" and square_open:
             scale(square_open.pop(), SQUARE)
         else:
-            for i, part in enumerate(_BREAK_SPLIT.split(token)):
+            for i, part in enumerate(_BREAK_SPLIT.split(piece)):
                 if i > 0:
                     fragments.append([BREAK, _BREAK_WEIGHT])
                 if part:
@@ -235,7 +235,7 @@ def supports(pipe: Any, accepted: set[str]) -> bool:
 def encoder_specs(
     pipe: Any, clip_skip: int, sdxl_clip_l_skip: bool = False, lookups: Sequence[EmbeddingLookup | None] = ()
 ) -> list[EncoderSpec]:
-    lookup = list(lookups) + [None, None]
+    lookup = [*lookups, None, None]
     if not is_xl(pipe):
         return [EncoderSpec(pipe.tokenizer, pipe.text_encoder, max(1, clip_skip), True, lookup=lookup[0])]
     clip_l_layer = max(1, clip_skip) if sdxl_clip_l_skip else 2
