@@ -13,6 +13,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from inference_api.schedules import (
+    SIGMA_SCHEDULERS,
+    TIMESTEP_SAMPLERS,
+    ModelSigmas,
+    automatic_for,
+    sigmas_for,
+    with_sigmas,
+)
+
 DEFAULT_SAMPLER = "Euler"  # what A1111's API uses when a request names none
 
 
@@ -69,20 +78,31 @@ UNSUPPORTED = frozenset({"dpm fast", "dpm adaptive", "restart", "ddim cfg++", "k
 
 @dataclass(frozen=True)
 class ScheduleSpec:
+    """An A1111 schedule. ``options``: the nearest diffusers options, for schedulers that cannot take the
+    exact sigma sequence of :mod:`inference_api.schedules`; ``exact``: whether those options give that sequence."""
+
     name: str
     options: Mapping[str, Any]
+    exact: bool = False
+
+
+def _schedule(name: str, exact: bool = False, **options: Any) -> ScheduleSpec:
+    return ScheduleSpec(name, MappingProxyType({"timestep_spacing": "linspace", **options}), exact)
 
 
 SCHEDULES: tuple[ScheduleSpec, ...] = (
     ScheduleSpec("Automatic", MappingProxyType({})),
-    ScheduleSpec("Uniform", MappingProxyType({})),
-    ScheduleSpec("Normal", MappingProxyType({})),
-    ScheduleSpec("Simple", MappingProxyType({})),
-    ScheduleSpec("Karras", MappingProxyType({"use_karras_sigmas": True})),
-    ScheduleSpec("Exponential", MappingProxyType({"use_exponential_sigmas": True})),
-    ScheduleSpec("Beta", MappingProxyType({"use_beta_sigmas": True})),
-    ScheduleSpec("SGM Uniform", MappingProxyType({"timestep_spacing": "trailing"})),
-    ScheduleSpec("DDIM", MappingProxyType({"timestep_spacing": "leading"})),
+    _schedule("Uniform"),
+    _schedule("Karras", True, use_karras_sigmas=True),
+    _schedule("Exponential", True, use_exponential_sigmas=True),
+    _schedule("Polyexponential", True, use_exponential_sigmas=True),  # A1111's default rho = 1: exponential
+    _schedule("SGM Uniform", timestep_spacing="trailing"),
+    _schedule("KL Optimal"),
+    _schedule("Align Your Steps"),
+    _schedule("Simple", timestep_spacing="trailing"),
+    _schedule("Normal"),
+    _schedule("DDIM", timestep_spacing="leading"),
+    _schedule("Beta", use_beta_sigmas=True),
 )
 
 _SAMPLER_INDEX: dict[str, SamplerSpec] = {}
@@ -149,23 +169,33 @@ def choose(sampler_name: str | None, scheduler: str | None = None) -> SamplerCho
             raise UnknownName(f"sampler {raw!r} has no diffusers equivalent; supported: {supported}", "unsupported")
         raise UnknownName(f"unknown sampler {raw!r}; supported: {supported}")
     if scheduler is not None and scheduler.strip():
-        explicit = _SCHEDULE_INDEX.get(scheduler.strip().lower())
+        explicit = _SCHEDULE_INDEX.get(scheduler.strip().lower().replace("_", " "))
         if explicit is None:
             raise UnknownName(
                 f"unknown scheduler {scheduler!r}; supported: {', '.join(schedule_names())}", field="scheduler"
             )
         if explicit.name != "Automatic":
             schedule = explicit
+    if schedule.name == "Automatic" and spec.name not in TIMESTEP_SAMPLERS:
+        schedule = _SCHEDULE_INDEX[automatic_for(spec.name).lower()]  # the sampler's own default, as A1111 1.9+
     return SamplerChoice(spec, schedule)
 
 
 def _supports(spec: SamplerSpec, schedule: ScheduleSpec) -> bool:
+    """Whether the sampler samples ``schedule`` as A1111 does (exactly, or through equivalent options)."""
+    if spec.name in TIMESTEP_SAMPLERS:
+        return schedule.name == "Automatic"
+    if spec.scheduler_class in SIGMA_SCHEDULERS:
+        return True
+    return schedule.exact and all(key in _init_parameters(spec.scheduler_class) for key in schedule.options)
+
+
+def _init_parameters(class_name: str) -> set[str]:
     import inspect
 
     import diffusers
 
-    params = inspect.signature(getattr(diffusers, spec.scheduler_class).__init__).parameters
-    return all(key in params for key in schedule.options)
+    return set(inspect.signature(getattr(diffusers, class_name).__init__).parameters)
 
 
 @dataclass
@@ -174,25 +204,35 @@ class BuiltScheduler:
     notes: list[str]
 
 
-def build_scheduler(choice: SamplerChoice, base_config: Mapping[str, Any]) -> BuiltScheduler:
-    """A fresh scheduler of the chosen class from the model's own scheduler config (betas, prediction type)."""
+def build_scheduler(choice: SamplerChoice, base_config: Mapping[str, Any], xl: bool = False) -> BuiltScheduler:
+    """A fresh scheduler of the chosen class from the model's own scheduler config (betas, prediction type),
+    sampling A1111's sigma sequence for the chosen schedule."""
     import diffusers
 
-    notes: list[str] = []
-    if choice.sampler.note:
-        notes.append(choice.sampler.note)
-    options: dict[str, Any] = dict(choice.sampler.options)
-    if _supports(choice.sampler, choice.schedule):
-        options.update(choice.schedule.options)
-    else:
-        notes.append(f"schedule {choice.schedule.name!r} is not available for {choice.sampler.name!r}; used default")
+    sampler, schedule = choice.sampler, choice.schedule
+    notes: list[str] = [sampler.note] if sampler.note else []
     config = {k: v for k, v in base_config.items() if not k.startswith("_")}
     # Options the model config set for another scheduler family would leak across (e.g. karras on DDIM).
-    for key in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"):
+    for key in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "timestep_spacing"):
         config.pop(key, None)
-    if config.get("algorithm_type") and "algorithm_type" not in options:
+    if config.get("algorithm_type") and "algorithm_type" not in sampler.options:
         config.pop("algorithm_type")
-    cls = getattr(diffusers, choice.sampler.scheduler_class)
+    options: dict[str, Any] = dict(sampler.options)
+    cls = getattr(diffusers, sampler.scheduler_class)
+    if sampler.name in TIMESTEP_SAMPLERS:
+        # A1111's DDIM/PLMS/UniPC step through timesteps 1, 1 + 1000 // steps, ... whatever the schedule field.
+        return BuiltScheduler(cls.from_config(config, **options, timestep_spacing="leading"), notes)
+    if sampler.scheduler_class in SIGMA_SCHEDULERS:
+        scheduler = cls.from_config(config, **options, timestep_spacing="linspace")
+
+        def make(steps: int) -> Any:
+            return sigmas_for(schedule.name, sampler.name, steps, base_config, xl)
+
+        return BuiltScheduler(with_sigmas(scheduler, make, ModelSigmas.from_config(base_config)), notes)
+    parameters = _init_parameters(sampler.scheduler_class)
+    options.update({k: v for k, v in schedule.options.items() if k in parameters})
+    if not _supports(sampler, schedule):
+        notes.append(f"schedule {schedule.name!r} is approximated for {sampler.name!r} (diffusers' nearest spacing)")
     return BuiltScheduler(cls.from_config(config, **options), notes)
 
 
