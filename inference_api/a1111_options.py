@@ -18,6 +18,11 @@ class A1111Options:
     def clip_skip(self) -> int:
         return int(self._values.get("CLIP_stop_at_last_layers") or 1)
 
+    @property
+    def values(self) -> dict[str, Any]:
+        """The options a request's ``override_settings`` start from (a copy)."""
+        return dict(self._values)
+
     def snapshot(self) -> dict[str, Any]:
         current = self._selection.current
         return {

@@ -143,7 +143,7 @@ class Engine:
                 model = self.selection.find(override, "override_settings.sd_model_checkpoint")
             except InferenceError as exc:
                 model, issues = None, exc.fields
-        return build_job(req, task, model, issues, self.options.clip_skip)
+        return build_job(req, task, model, issues, self.options.values)
 
     async def _generate(self, req: GenerationRequest, job: GenerationJob) -> dict[str, Any]:
         self.counters.requests += 1

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from PIL import Image, ImageFilter, ImageOps
 
+from inference_api import prompt_weights
 from inference_api.catalog import ModelEntry
 from inference_api.loading import LoadedModel
 from inference_api.progress import Progress
-from inference_api.prompts import CHUNK, encode, needs_own_encoding, supports_own_encoding, token_count
 from inference_api.samplers import SamplerChoice, build_scheduler, is_replaceable
 from inference_api.tasks import TaskKind
 
@@ -38,6 +38,7 @@ class GenerationJob:
     batch_size: int = 1
     n_iter: int = 1
     clip_skip: int = 1
+    sdxl_clip_l_skip: bool = False  # A1111's option: SDXL's clip skip applies to CLIP-L, and only when on
     denoising_strength: float | None = None
     init_images: list[Image.Image] = field(default_factory=list)  # one per image (already resized)
     mask: Image.Image | None = None
@@ -65,6 +66,7 @@ class GenerationJob:
             self.sampler.key,
             strength,
             self.clip_skip,
+            self.sdxl_clip_l_skip,
             self.eta,
         )
 
@@ -129,18 +131,18 @@ def run_batch(
 
 def _truncation_notes(pipe: Any, jobs: list[GenerationJob], accepted: set[str]) -> list[str]:
     tokenizer = getattr(pipe, "tokenizer", None)
-    if tokenizer is None or supports_own_encoding(pipe, accepted):
+    if tokenizer is None or prompt_weights.supports(pipe, accepted):
         return []
     texts = {t for job in jobs for t in (*job.prompts, *job.negative_prompts)}
-    if any(token_count(tokenizer, t) > CHUNK for t in texts):
-        return [f"prompt longer than {CHUNK} tokens truncated (chunking is done for SD 1.x/2.x models only)"]
+    if any(len(tokenizer(t, truncation=False).input_ids) > prompt_weights.CHUNK + 2 for t in texts):
+        return [f"prompt longer than {prompt_weights.CHUNK} tokens truncated (this model's pipeline is not CLIP-based)"]
     return []
 
 
 def _set_scheduler(pipe: Any, loaded: LoadedModel, choice: SamplerChoice) -> list[str]:
     if not is_replaceable(loaded.base_scheduler_config):
         return [f"sampler {choice.label!r} ignored: this model uses {type(pipe.scheduler).__name__}"]
-    built = build_scheduler(choice, loaded.base_scheduler_config)
+    built = build_scheduler(choice, loaded.base_scheduler_config, xl=prompt_weights.is_xl(pipe))
     pipe.scheduler = built.scheduler
     return built.notes
 
@@ -166,12 +168,8 @@ def _call_kwargs(
         "num_images_per_prompt": 1,
         "output_type": "pil",
     }
-    texts = kwargs["prompt"] + kwargs["negative_prompt"]
-    if supports_own_encoding(pipe, accepted):
-        if needs_own_encoding(pipe.tokenizer, texts, lead.clip_skip):
-            encoded = encode(pipe, kwargs.pop("prompt"), kwargs.pop("negative_prompt"), lead.clip_skip)
-            kwargs["prompt_embeds"] = encoded.prompt_embeds
-            kwargs["negative_prompt_embeds"] = encoded.negative_prompt_embeds
+    if prompt_weights.supports(pipe, accepted):
+        kwargs.update(_conditioning(pipe, lead, kwargs.pop("prompt"), kwargs.pop("negative_prompt")))
     elif lead.clip_skip > 1:
         kwargs["clip_skip"] = lead.clip_skip - 1  # A1111 counts the last layer as 1; diffusers counts skipped ones
     if lead.eta is not None:
@@ -188,6 +186,21 @@ def _call_kwargs(
 
     kwargs["callback_on_step_end"] = on_step_end
     return {k: v for k, v in kwargs.items() if k in accepted}
+
+
+def _conditioning(pipe: Any, lead: GenerationJob, prompts: list[str], negatives: list[str]) -> dict[str, Any]:
+    """A1111's prompt syntax and chunking, encoded here and handed to the pipeline as embeddings."""
+    specs = prompt_weights.encoder_specs(pipe, lead.clip_skip, lead.sdxl_clip_l_skip)
+    xl = prompt_weights.is_xl(pipe)
+    zero_negative = xl and bool(getattr(pipe.config, "force_zeros_for_empty_prompt", False))
+    texts = [*prompts, *negatives]
+    zero_empty = [False] * len(prompts) + [zero_negative] * len(negatives)
+    cond = prompt_weights.condition(specs, texts, zero_empty)
+    n = len(prompts)
+    out: dict[str, Any] = {"prompt_embeds": cond.hidden[:n], "negative_prompt_embeds": cond.hidden[n:]}
+    if cond.pooled is not None:
+        out.update(pooled_prompt_embeds=cond.pooled[:n], negative_pooled_prompt_embeds=cond.pooled[n:])
+    return out
 
 
 def prepare_mask(mask: Image.Image, size: tuple[int, int], blur: int, invert: bool) -> Image.Image:

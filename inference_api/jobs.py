@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from PIL import Image
@@ -23,11 +24,16 @@ SEED_SPACE = 2**32  # random seeds are drawn as A1111 draws them
 
 
 def build_job(
-    req: GenerationRequest, task: TaskKind, model: ModelEntry | None, issues: list[FieldIssue], default_clip_skip: int
+    req: GenerationRequest,
+    task: TaskKind,
+    model: ModelEntry | None,
+    issues: list[FieldIssue],
+    options: Mapping[str, Any],
 ) -> GenerationJob:
     """Validate what pydantic cannot (names, images) and expand the request into per-image prompts and seeds.
 
-    ``issues`` already found by the caller (an unknown model) are reported together with ours.
+    ``issues`` already found by the caller (an unknown model) are reported together with ours. ``options``:
+    the server's A1111 options, which the request's ``override_settings`` override.
     """
     issues = list(issues)
     sampler = None
@@ -54,7 +60,8 @@ def build_job(
         raise NotReady("no model is available in the model directory")
     count = req.image_count
     seed = req.seed if req.seed >= 0 else random.randrange(SEED_SPACE)
-    clip_skip = req.clip_skip or _int_option(req.override_settings, "CLIP_stop_at_last_layers")
+    settings = {**options, **(req.override_settings or {})}
+    clip_skip = req.clip_skip or _int_option(settings, "CLIP_stop_at_last_layers") or 1
     job = GenerationJob(
         task=task,
         model=model,
@@ -68,7 +75,8 @@ def build_job(
         sampler=sampler,
         batch_size=req.batch_size,
         n_iter=req.n_iter,
-        clip_skip=clip_skip or default_clip_skip,
+        clip_skip=clip_skip,
+        sdxl_clip_l_skip=settings.get("sdxl_clip_l_skip") is True,
         eta=req.eta,
     )
     if isinstance(req, Img2ImgRequest):
@@ -111,7 +119,7 @@ def unsupported_notes(req: GenerationRequest) -> list[str]:
     return notes
 
 
-def _int_option(settings: dict[str, Any] | None, key: str) -> int | None:
+def _int_option(settings: Mapping[str, Any] | None, key: str) -> int | None:
     value = (settings or {}).get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 12 else None
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import diffusers
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -21,6 +23,7 @@ from inference_api.generation import GenerationJob, GenerationResult
 from inference_api.http_errors import status_of
 from inference_api.loading import LoadedModel
 from inference_api.samplers import choose
+from inference_api.schedules import sigmas_for
 from inference_api.settings import ServerSettings
 from inference_api.tasks import TaskKind
 from tests.runtime_helpers import serve_in_thread
@@ -114,7 +117,10 @@ def test_sampler_is_swapped_onto_the_pipeline(tmp_path: Path) -> None:
     job.sampler = choose("DPM++ 2M Karras")
     (result,) = engine.runner.run([job])
     assert isinstance(result, GenerationResult)
-    assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler" and pipe.scheduler.config.use_karras_sigmas
+    assert isinstance(pipe.scheduler, diffusers.DPMSolverMultistepScheduler)
+    pipe.scheduler.set_timesteps(10)
+    expected = sigmas_for("Karras", "DPM++ 2M", 10, pipe.scheduler.config, xl=False)
+    assert np.allclose(pipe.scheduler.sigmas.numpy(), expected, rtol=1e-5)
 
 
 def test_oversized_body_is_413_and_server_stays_up(tmp_path: Path) -> None:

@@ -1,0 +1,79 @@
+"""What AUTOMATIC1111 users write does what it does there: black-box tests through the HTTP API, tiny models,
+fixed seeds, comparing images."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.runtime_helpers import TINY, TINY_XL, RunningServer, decode_png, serve_subprocess
+
+SMALL = {"prompt": "a photo of a cat", "steps": 3, "width": 64, "height": 64, "seed": 11}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    from inference_api.tiny import build_tiny_model
+
+    root = tmp_path_factory.mktemp("a1111")
+    models = root / "models"
+    build_tiny_model(models, name=TINY, seed=0)
+    build_tiny_model(models, xl=True, name=TINY_XL, seed=3)
+    with serve_subprocess(models, root / "server.log", "--default-model", TINY, "--cache-size", "2") as running:
+        yield running
+
+
+def generate(server: RunningServer, **overrides: Any) -> dict[str, Any]:
+    response = server.client.post("/sdapi/v1/txt2img", json={**SMALL, **overrides})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def image(server: RunningServer, **overrides: Any) -> np.ndarray:
+    return np.asarray(decode_png(generate(server, **overrides)["images"][0]).convert("RGB"), dtype=np.int16)
+
+
+def xl(**fields: Any) -> dict[str, Any]:
+    return {"override_settings": {"sd_model_checkpoint": TINY_XL}, **fields}
+
+
+@pytest.mark.parametrize("model", [{}, xl()], ids=["sd", "sdxl"])
+def test_attention_weight_one_is_the_plain_prompt(server: RunningServer, model: dict[str, Any]) -> None:
+    plain = image(server, prompt="a photo of a cat", **model)
+    assert np.array_equal(image(server, prompt="a photo of a (cat:1.0)", **model), plain)
+    assert not np.array_equal(image(server, prompt="a photo of a (cat:1.5)", **model), plain)
+    assert not np.array_equal(image(server, prompt="a photo of a ((cat))", **model), plain)
+    assert not np.array_equal(image(server, prompt="a photo of a [cat]", **model), plain)
+    escaped = image(server, prompt=r"a photo of a \(cat\)", **model)  # literal brackets, no weight
+    assert not np.array_equal(escaped, image(server, prompt="a photo of a (cat)", **model))
+
+
+def test_break_starts_a_new_chunk(server: RunningServer) -> None:
+    assert not np.array_equal(image(server, prompt="a photo BREAK of a cat"), image(server, prompt="a photo of a cat"))
+
+
+def test_dpmpp_2m_automatic_is_karras(server: RunningServer) -> None:
+    automatic = generate(server, sampler_name="DPM++ 2M", scheduler="Automatic")
+    karras = generate(server, sampler_name="DPM++ 2M", scheduler="Karras")
+    assert json.loads(automatic["info"])["scheduler"] == "Karras"
+    assert automatic["images"][0] == karras["images"][0]
+    uniform = generate(server, sampler_name="DPM++ 2M", scheduler="Uniform")
+    assert uniform["images"][0] != karras["images"][0]
+
+
+def test_the_tail_of_a_150_token_sdxl_prompt_changes_the_image(server: RunningServer) -> None:
+    head = " ".join(["cat"] * 75)
+    one = image(server, **xl(prompt=head + " " + " ".join(["dog"] * 75)))
+    other = image(server, **xl(prompt=head + " " + " ".join(["sky"] * 75)))
+    assert not np.array_equal(one, other)
+
+
+def test_sdxl_clip_skip_needs_sdxl_clip_l_skip(server: RunningServer) -> None:
+    base = image(server, **xl())
+    assert np.array_equal(image(server, **xl(clip_skip=3)), base)
+    settings = {"sd_model_checkpoint": TINY_XL, "sdxl_clip_l_skip": True}
+    assert not np.array_equal(image(server, clip_skip=3, override_settings=settings), base)
