@@ -25,7 +25,21 @@ class JobError(Exception):
 
 
 class TransientError(JobError):
+    """``retry_after``: seconds the failing party asked us to wait (an HTTP ``Retry-After``), if any."""
+
     code = "transient"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class RuntimeInterrupted(TransientError):
+    """The runtime stopped the call on an interrupt. For the job that asked for it the runner turns
+    this into a cancel or a timeout; any other job caught by the same interrupt (merged into one batch
+    with it) is simply tried again."""
+
+    code = "interrupted"
 
 
 class PermanentError(JobError):

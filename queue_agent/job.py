@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -111,27 +110,32 @@ class Disposition(StrEnum):
     RETURN = "return"
 
 
-@dataclass
+@dataclass(frozen=True)
+class Span:
+    """A phase of a job between two ``time.monotonic()`` readings."""
+
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
 class Outcome:
+    """How a job ended, as one stage hands it to the next (never written into the Job)."""
+
     disposition: Disposition
     output: RuntimeOutput | None = None
     error: JobError | None = None
     # For ALREADY_DONE found through the ``.out`` object rather than the status table.
     stored: StoredResult | None = None
+    # When the job was on the runtime (set by the runner) and when its outputs were uploaded (finisher).
+    run: Span | None = None
+    upload: Span | None = None
 
 
-@dataclass
-class Marks:
-    """Monotonic timestamps of a job's milestones, turned into the notification's timings."""
-
-    run_start: float | None = None
-    run_end: float | None = None
-    upload_start: float | None = None
-    upload_end: float | None = None
-
-
-@dataclass
+@dataclass(frozen=True)
 class Job:
+    """One received message and what it asks for. Immutable: stages pass ``(job, outcome)`` forward."""
+
     delivery: Delivery
     message: QueueMessage | None
     # Set when the body breaks the contract; the job is failed without running.
@@ -139,13 +143,7 @@ class Job:
     # Best-effort identity for a message that does not parse, so the failure can still be announced.
     fallback_id: str = ""
     fallback_context: Any = None
-    marks: Marks = field(default_factory=Marks)
-    outcome: Outcome | None = None
     trace: Any = None  # the job's tracing segment (queue_agent.tracing), opaque elsewhere
-    # The task made ready for the runtime by the preparer (inputs inlined or uploaded, body serialised).
-    prepared: PreparedTask | None = None
-    # The runner's conditional "running" status write, still in flight when the runtime answers fast.
-    running_write: asyncio.Task[bool] | None = None
 
     @classmethod
     def from_delivery(cls, delivery: Delivery, runtime_name: str = LEGACY_RUNTIME) -> Job:
@@ -167,6 +165,9 @@ class Job:
                 fallback_context=context,
             )
 
+    def traced(self, trace: Any) -> Job:
+        return replace(self, trace=trace)
+
     @property
     def task_id(self) -> str:
         return self.message.id if self.message else self.fallback_id
@@ -175,22 +176,39 @@ class Job:
     def receipt_handle(self) -> str:
         return self.delivery.receipt_handle
 
-    def timings(self, now: float | None = None) -> dict[str, float]:
+    def timings(self, outcome: Outcome | None = None, now: float | None = None) -> dict[str, float]:
         """Seconds spent in each phase; only phases that happened are present."""
         now = time.monotonic() if now is None else now
-        d, m = self.delivery, self.marks
+        d = self.delivery
+        run = outcome.run if outcome else None
+        upload = outcome.upload if outcome else None
         out: dict[str, float] = {"receive_wait": d.receive_wait}
         if d.sent_epoch is not None and d.received_epoch:
             # Wall clocks of SQS and this host may disagree slightly; never report negative waiting.
             out["queue_time"] = max(0.0, d.received_epoch - d.sent_epoch)
-        if m.run_start is not None:
-            out["prefetch_wait"] = m.run_start - d.received_at
-            if m.run_end is not None:
-                out["runtime"] = m.run_end - m.run_start
-        if m.upload_start is not None and m.upload_end is not None:
-            out["upload"] = m.upload_end - m.upload_start
+        if run is not None:
+            out["prefetch_wait"] = run.start - d.received_at
+            out["runtime"] = run.end - run.start
+        if upload is not None:
+            out["upload"] = upload.end - upload.start
         out["total"] = now - d.received_at
         return {k: round(v, 4) for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class Ready:
+    """What the receiver hands the runner: a job whose task is prepared for the runtime."""
+
+    job: Job
+    task: PreparedTask
+
+
+@dataclass(frozen=True)
+class Ended:
+    """What the receiver or the runner hands the finisher: a job and how it ended."""
+
+    job: Job
+    outcome: Outcome
 
 
 def _salvage_identity(body: str) -> tuple[str | None, Any]:

@@ -47,5 +47,7 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge("queue_agent_in_flight_messages", "Messages the agent holds", registry=r)
-        self.running = Gauge("queue_agent_running_jobs", "Jobs on the runtime right now (0 or 1)", registry=r)
+        self.running = Gauge(
+            "queue_agent_running_jobs", "Calls in flight at the runtime right now (up to RUNTIME_INFLIGHT)", registry=r
+        )
         self.runtime_healthy = Gauge("queue_agent_runtime_healthy", "1 when the runtime answers probes", registry=r)

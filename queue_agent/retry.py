@@ -40,7 +40,8 @@ class RetryPolicy:
             except TransientError as exc:
                 if attempt >= self.retries:
                     raise
-                delay = self.delay(attempt)
+                # Never sooner than the failing party asked for (an HTTP Retry-After).
+                delay = max(self.delay(attempt), exc.retry_after or 0.0)
                 log.warning(
                     "transient failure, retrying",
                     extra={"step": what, "attempt": attempt + 1, "retry_in": round(delay, 3), "error": str(exc)},

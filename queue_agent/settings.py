@@ -80,6 +80,10 @@ class Settings(BaseModel):
     # --- ours ----------------------------------------------------------------------------------
     status_table: Annotated[str | None, BeforeValidator(_blank_is_none)] = Field(alias="STATUS_TABLE", default=None)
     prefetch: int = Field(alias="PREFETCH", default=1, ge=0, le=10)
+    # Calls kept in flight at the runtime. The AUTOMATIC1111 APIs queue requests and ComfyUI queues
+    # prompts, so with 2 the next job is already waiting at the runtime when the current one ends (the
+    # GPU never waits for an HTTP round trip), and our runtime can merge the two into one batch.
+    runtime_inflight: int = Field(alias="RUNTIME_INFLIGHT", default=2, ge=1, le=8)
     metrics_host: str = Field(alias="METRICS_HOST", default="0.0.0.0")
     # 0 turns the metrics/health server off (handy when several agents share one host in tests).
     metrics_port: int = Field(alias="METRICS_PORT", default=9090, ge=0, le=65535)

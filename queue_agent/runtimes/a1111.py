@@ -66,6 +66,9 @@ class A1111Runtime:
     async def healthy(self) -> bool:
         return await self._probe("/health" if self._ours else "sd-models")
 
+    def model_of(self, task: PreparedTask) -> str | None:
+        return task.message.sd_model_checkpoint if self.dynamic_model else None
+
     async def interrupt(self) -> None:
         try:
             await self._client.post(self._url("interrupt"), timeout=PROBE_TIMEOUT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import time
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from typing import Any, Protocol
 import httpx
 
 from contract import QueueMessage
-from queue_agent.errors import PermanentError, TransientError
+from queue_agent.errors import PermanentError, RuntimeInterrupted, TransientError
 from queue_agent.job import Artifact, PreparedTask, RuntimeOutput
 
 InputPath = tuple[str | int, ...]
@@ -37,8 +38,14 @@ class Runtime(Protocol):
         makes it busy is on the wire), so the agent can start its own AWS work without delaying it.
         """
 
+    def model_of(self, task: PreparedTask) -> str | None:
+        """The checkpoint this task makes the runtime switch to, or None when it runs on whatever is loaded.
+
+        The runner never sends a switching task while calls for another model are still in flight.
+        """
+
     async def interrupt(self) -> None:
-        """Ask the runtime to stop the current job early (best effort)."""
+        """Ask the runtime to stop the job it is running now (best effort)."""
 
     async def aclose(self) -> None: ...
 
@@ -88,8 +95,43 @@ def check_response(response: httpx.Response, what: str) -> None:
         return
     detail = _error_detail(response)
     if status == 429 or status >= 500:
-        raise TransientError(f"{what}: runtime answered {status}{detail}", code="runtime_unavailable")
+        raise TransientError(
+            f"{what}: runtime answered {status}{detail}",
+            code="runtime_unavailable",
+            retry_after=retry_after(response.headers.get("retry-after")),
+        )
+    if status == 409 and _error_code(response) == "interrupted":
+        raise RuntimeInterrupted(f"{what}: the runtime interrupted the call")
     raise PermanentError(f"{what}: runtime rejected the task ({status}){detail}", code="runtime_rejected")
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from an HTTP ``Retry-After`` header (delta-seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    """Our runtime's machine-readable error code (``{"error": {"code": ...}}``), if the body has one."""
+    try:
+        body: Any = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def _error_detail(response: httpx.Response) -> str:

@@ -22,7 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from contract import QueueMessage, TaskType, set_at
-from queue_agent.errors import PermanentError, TransientError
+from queue_agent.errors import PermanentError, RuntimeInterrupted, TransientError
 from queue_agent.job import Artifact, PreparedTask, RuntimeOutput, RuntimeResult
 from queue_agent.runtimes.base import (
     HTTP_TIMEOUT,
@@ -40,10 +40,6 @@ from queue_agent.runtimes.base import (
 log = logging.getLogger(__name__)
 
 _RECONNECTED = {"type": "_reconnected"}
-
-
-class RuntimeInterrupted(TransientError):
-    code = "interrupted"
 
 
 class _Events:
@@ -110,7 +106,8 @@ class ComfyUIRuntime:
         self.poll_interval = poll_interval
         self._reconnect_attempts = reconnect_attempts
         self._reconnect_delay = reconnect_delay
-        self._current: str | None = None
+        # Prompts queued by this agent and not finished yet, oldest first: the first is the one running.
+        self._queued: list[str] = []
 
     def _url(self, path: str) -> str:
         return str(httpx.URL(self.base_url).join(path))
@@ -133,8 +130,11 @@ class ComfyUIRuntime:
     async def healthy(self) -> bool:
         return await self._probe()
 
+    def model_of(self, task: PreparedTask) -> str | None:
+        return None  # a workflow names its own models; ComfyUI loads them in queue order
+
     async def interrupt(self) -> None:
-        body = {"prompt_id": self._current} if self._current else {}
+        body = {"prompt_id": self._queued[0]} if self._queued else {}
         try:
             await self._client.post(self._url("interrupt"), json=body, timeout=PROBE_TIMEOUT)
         except httpx.HTTPError as exc:
@@ -156,11 +156,15 @@ class ComfyUIRuntime:
         client_id = uuid.uuid4().hex
         async with self._events(client_id) as events:
             prompt_id = await self._queue(task.body, client_id, on_dispatch)
-            self._current = prompt_id
+            self._queued.append(prompt_id)
             try:
                 entry = await self._wait(prompt_id, events)
+            except asyncio.CancelledError:
+                # Cancelled while still waiting in ComfyUI's queue (or running): take it off the queue.
+                await asyncio.shield(self._unqueue(prompt_id))
+                raise
             finally:
-                self._current = None
+                self._queued.remove(prompt_id)
 
         async def decode() -> RuntimeResult:
             # ComfyUI serves /view while it executes the next prompt: fetch the files then.
@@ -170,6 +174,12 @@ class ComfyUIRuntime:
             )
 
         return RuntimeOutput(decode)
+
+    async def _unqueue(self, prompt_id: str) -> None:
+        try:
+            await self._client.post(self._url("queue"), json={"delete": [prompt_id]}, timeout=PROBE_TIMEOUT)
+        except httpx.HTTPError as exc:
+            log.warning("could not take the prompt off comfyui's queue", extra={"error": type(exc).__name__})
 
     @contextlib.asynccontextmanager
     async def _events(self, client_id: str) -> AsyncIterator[_Events]:

@@ -11,47 +11,67 @@ branch per Disposition:
 - return (shutdown): make the message visible again at once
 
 Settling = the conditional status transition, then the notification only if this agent made the
-transition (or the record is terminal but never announced), then record that it was announced.
+transition (or the record is terminal but never announced), then record that it was announced. A
+settle is shielded: once started it runs to its end even when the finisher is cancelled (a shutdown
+bound ran out), so a status write is never left without its notification by us.
+
+Jobs arrive as ``Ended(job, outcome)``; the finisher never writes into them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+from dataclasses import replace
 from typing import Any
 
 from contract import ErrorInfo, Notification, TaskStatus, notification_status, output_location
 from queue_agent.context import AgentContext
 from queue_agent.errors import JobError, PermanentError, TransientError
-from queue_agent.job import Disposition, Job, Outcome, StoredResult
+from queue_agent.job import Disposition, Ended, Job, Outcome, Span, StoredResult
 from queue_agent.logs import task_context
 
 log = logging.getLogger(__name__)
 
+# SQS refuses a visibility timeout beyond 12 hours.
+_MAX_VISIBILITY_SECONDS = 43_200
+
 
 class Finisher:
-    def __init__(self, ctx: AgentContext, jobs: asyncio.Queue[Job | None]) -> None:
+    def __init__(self, ctx: AgentContext, jobs: asyncio.Queue[Ended | None]) -> None:
         self.ctx = ctx
         self.jobs = jobs
         self._limit = asyncio.Semaphore(ctx.settings.finish_concurrency)
+        # Settles in progress; they outlive a cancelled finisher (see ``settling``).
+        self._settling: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         """Finish jobs until the ``None`` sentinel arrives, then wait for those still finishing."""
         pending: set[asyncio.Task[None]] = set()
-        while (job := await self.jobs.get()) is not None:
-            await self._limit.acquire()
-            task = asyncio.create_task(self._guarded(job), name=f"finish-{job.task_id}")
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-        await asyncio.gather(*pending)
+        try:
+            while (ended := await self.jobs.get()) is not None:
+                await self._limit.acquire()
+                task = asyncio.create_task(self._guarded(ended.job, ended.outcome), name=f"finish-{ended.job.task_id}")
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            await asyncio.gather(*pending)
+        finally:
+            for task in pending:
+                task.cancel()
 
-    async def _guarded(self, job: Job) -> None:
+    async def settling(self) -> None:
+        """Wait for the shielded settles still running (after the finisher itself was cancelled)."""
+        while self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
+
+    async def _guarded(self, job: Job, outcome: Outcome) -> None:
         ctx = self.ctx
         try:
             with task_context(job.task_id):
                 try:
-                    await self.finish(job)
+                    await self.finish(job, outcome)
                 except Exception:
                     # Nothing is deleted: SQS brings the message back, and the idempotency checks
                     # pick up whatever part of the finish already happened.
@@ -62,13 +82,8 @@ class Finisher:
             ctx.metrics.in_flight.set(len(ctx.leases))
             self._limit.release()
 
-    async def finish(self, job: Job) -> None:
+    async def finish(self, job: Job, outcome: Outcome) -> None:
         ctx = self.ctx
-        assert job.outcome is not None
-        outcome = job.outcome
-        if job.running_write is not None:
-            # The runner's "running" write must land before ours, or it could overwrite a terminal state.
-            await asyncio.gather(job.running_write, return_exceptions=True)
         branch = {
             Disposition.COMPLETED: self._completed,
             Disposition.FAILED: self._failed,
@@ -79,7 +94,7 @@ class Finisher:
         }[outcome.disposition]
         ended = await branch(job, outcome)
         ctx.metrics.jobs.labels(status=ended.value).inc()
-        log.info("finished", extra={"disposition": ended.value, "timings": job.timings()})
+        log.info("finished", extra={"disposition": ended.value, "timings": job.timings(outcome)})
         ctx.tracer.finish(job.trace, ended.value, str(outcome.error) if outcome.error else None)
 
     async def _completed(self, job: Job, outcome: Outcome) -> Disposition:
@@ -91,21 +106,21 @@ class Finisher:
             return await self._failed(job, Outcome(Disposition.FAILED, error=exc))
         except TransientError as exc:
             return await self._retry_later(job, Outcome(Disposition.RETRY_LATER, error=exc))
-        job.marks.upload_start = time.monotonic()
+        upload_start = time.monotonic()
         with self.ctx.tracer.span(job.trace, "s3", operation="upload"):
             stored = await self.ctx.results.write(job.message, result)
-        job.marks.upload_end = time.monotonic()
-        await self._settle(job, TaskStatus.COMPLETED, stored=stored)
+        outcome = replace(outcome, upload=Span(upload_start, time.monotonic()))
+        await self._settle(job, outcome, TaskStatus.COMPLETED, stored=stored)
         await self._delete(job)
         return Disposition.COMPLETED
 
     async def _failed(self, job: Job, outcome: Outcome) -> Disposition:
-        await self._settle(job, TaskStatus.FAILED, error=outcome.error)
+        await self._settle(job, outcome, TaskStatus.FAILED, error=outcome.error)
         await self._delete(job)
         return Disposition.FAILED
 
     async def _cancelled(self, job: Job, outcome: Outcome) -> Disposition:
-        await self._settle(job, TaskStatus.CANCELLED)
+        await self._settle(job, outcome, TaskStatus.CANCELLED)
         await self._delete(job)
         return Disposition.CANCELLED
 
@@ -113,19 +128,25 @@ class Finisher:
         # Found through .out, the record may still say running (a crash after the upload): complete it.
         # Found through the record, it is terminal already: only a missing announcement is left to do.
         target = TaskStatus.COMPLETED if outcome.stored is not None else None
-        await self._settle(job, target, stored=outcome.stored)
+        await self._settle(job, outcome, target, stored=outcome.stored)
         await self._delete(job)
         return Disposition.ALREADY_DONE
 
     async def _retry_later(self, job: Job, outcome: Outcome) -> Disposition:
         assert outcome.error is not None
         if not self._last_delivery(job):
-            log.warning("giving the message back to SQS for a later retry", extra={"error": str(outcome.error)})
-            await self._hand_back(job, self.ctx.settings.retry_visibility)
+            # Not sooner than the failing party asked for (a runtime's Retry-After).
+            asked = outcome.error.retry_after if isinstance(outcome.error, TransientError) else None
+            later = min(max(self.ctx.settings.retry_visibility, math.ceil(asked or 0)), _MAX_VISIBILITY_SECONDS)
+            log.warning(
+                "giving the message back to SQS for a later retry",
+                extra={"error": str(outcome.error), "retry_in": later},
+            )
+            await self._hand_back(job, later)
             return Disposition.RETRY_LATER
         count = job.delivery.receive_count
         error = JobError(f"gave up after {count} deliveries: {outcome.error}", code=outcome.error.code)
-        await self._settle(job, TaskStatus.FAILED, error=error)
+        await self._settle(job, outcome, TaskStatus.FAILED, error=error)
         log.error("last delivery failed; the message goes to the dead-letter queue")
         # Not deleted: visible again at once, so that SQS moves it to the DLQ on the next receive.
         await self._hand_back(job, 0)
@@ -151,12 +172,26 @@ class Finisher:
     async def _settle(
         self,
         job: Job,
+        outcome: Outcome,
         target: TaskStatus | None,
         *,
         stored: StoredResult | None = None,
         error: JobError | None = None,
     ) -> None:
-        """Move the status to ``target`` and announce it, at most once per terminal state."""
+        """Move the status to ``target`` and announce it, at most once per terminal state (shielded)."""
+        task = asyncio.create_task(self._settle_now(job, outcome, target, stored, error))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        await asyncio.shield(task)
+
+    async def _settle_now(
+        self,
+        job: Job,
+        outcome: Outcome,
+        target: TaskStatus | None,
+        stored: StoredResult | None,
+        error: JobError | None,
+    ) -> None:
         ctx = self.ctx
         task_id = job.task_id
         # A message that broke the contract names a task id we cannot trust: never write its record.
@@ -166,12 +201,12 @@ class Finisher:
                     task_id, target, extra=_record_fields(job, stored, error, ctx.results.bucket)
                 )
             if moved:
-                await self._announce(job, target, stored, error)
+                await self._announce(job, outcome, target, stored, error)
                 return
         state = await ctx.store.get(task_id) if job.message is not None else None
         if state is None:
             if target is not None:
-                await self._announce(job, target, stored, error)
+                await self._announce(job, outcome, target, stored, error)
             return
         if not state.status.terminal or state.notified is not None:
             log.info("terminal state already announced", extra={"status": state.status.value})
@@ -180,10 +215,10 @@ class Finisher:
         # announced it, e.g. an earlier attempt crashed between the status write and the publish.
         recorded = StoredResult(state.image_url, state.output_url) if state.output_url else stored
         recorded_error = JobError(state.error["message"], code=state.error["code"]) if state.error else error
-        await self._announce(job, state.status, recorded, recorded_error)
+        await self._announce(job, outcome, state.status, recorded, recorded_error)
 
     async def _announce(
-        self, job: Job, status: TaskStatus, stored: StoredResult | None, error: JobError | None
+        self, job: Job, outcome: Outcome, status: TaskStatus, stored: StoredResult | None, error: JobError | None
     ) -> None:
         ctx = self.ctx
         message = job.message
@@ -200,7 +235,7 @@ class Finisher:
             error=ErrorInfo(code=error.code, message=error.message)
             if error and status is not TaskStatus.COMPLETED
             else None,
-            timings=job.timings(),
+            timings=job.timings(outcome),
         )
         with ctx.tracer.span(job.trace, "sns", operation="publish"):
             await ctx.notifier.publish(notification)

@@ -12,13 +12,13 @@ from contract import TaskStatus
 from queue_agent.aws import classify
 from queue_agent.context import AgentContext
 from queue_agent.errors import PermanentError, TransientError
-from queue_agent.job import Disposition, Job, Outcome
+from queue_agent.job import Disposition, Job, Outcome, PreparedTask
 
 log = logging.getLogger(__name__)
 
 
-async def prepare(ctx: AgentContext, job: Job) -> Outcome | None:
-    """``None``: run it (``job.prepared`` is ready for the runtime). An Outcome: finish it without running."""
+async def prepare(ctx: AgentContext, job: Job) -> PreparedTask | Outcome:
+    """A PreparedTask: run it. An Outcome: finish it without running."""
     if job.contract_error is not None:
         return Outcome(Disposition.FAILED, error=PermanentError(str(job.contract_error), code="invalid_message"))
     message = job.message
@@ -32,7 +32,7 @@ async def prepare(ctx: AgentContext, job: Job) -> Outcome | None:
         if decided is not None:
             return decided
         inputs = await ctx.retry.run(lambda: ctx.inputs.resolve(message), "inputs", ctx.metrics.retries.inc)
-        job.prepared = await ctx.retry.run(
+        return await ctx.retry.run(
             lambda: ctx.runtime.prepare(message, inputs), "runtime prepare", ctx.metrics.retries.inc
         )
     except PermanentError as exc:
@@ -44,7 +44,6 @@ async def prepare(ctx: AgentContext, job: Job) -> Outcome | None:
         error = classify(exc, "preparing the job")
         log.warning("preparing the job failed", extra={"error": str(error)}, exc_info=True)
         return Outcome(Disposition.RETRY_LATER, error=TransientError(str(error), code=error.code))
-    return None
 
 
 async def _earlier_outcome(ctx: AgentContext, job: Job) -> Outcome | None:

@@ -1,10 +1,10 @@
 """Stage 1: the receiver. THE place where messages are received from SQS.
 
 It long-polls only while a slot is free, so the agent never holds more than ``PREFETCH`` messages
-beyond the one on the runtime (small on purpose: a message held here is one KEDA cannot give to
+beyond the ``RUNTIME_INFLIGHT`` ones at the runtime (small on purpose: a message held here is one KEDA cannot give to
 another pod). Each received message gets a visibility lease at once, then is prepared (status and
-idempotency checks, input downloads) and handed to the runner, or straight to the finisher when it
-must not run (already done, cancelled, invalid).
+idempotency checks, input downloads) and handed to the runner as ``Ready(job, task)``, or straight to
+the finisher as ``Ended(job, outcome)`` when it must not run (already done, cancelled, invalid).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 
 from queue_agent.context import AgentContext
 from queue_agent.errors import TransientError
-from queue_agent.job import Disposition, Job, Outcome
+from queue_agent.job import Disposition, Ended, Job, Outcome, Ready
 from queue_agent.logs import task_context
 from queue_agent.stages.prepare import prepare
 
@@ -25,11 +25,11 @@ _RECEIVE_ERROR_PAUSE = 1.0
 
 
 class Slots:
-    """How many messages may be held before the runtime takes them: PREFETCH plus the one running.
+    """How many messages may be held before the runtime is done with them: PREFETCH plus RUNTIME_INFLIGHT.
 
     A slot is taken before receiving and given back when the runner is done with the job (or when
-    the job turns out not to need the runtime), so with PREFETCH=1 the next message is received
-    while the current one runs, and never more than that.
+    the job turns out not to need the runtime), so with PREFETCH=1 one more message is received
+    while the runtime works on its calls, and never more than that.
     """
 
     def __init__(self, size: int) -> None:
@@ -62,8 +62,8 @@ class Receiver:
         self,
         ctx: AgentContext,
         slots: Slots,
-        to_runner: asyncio.Queue[Job | None],
-        to_finisher: asyncio.Queue[Job | None],
+        to_runner: asyncio.Queue[Ready | None],
+        to_finisher: asyncio.Queue[Ended | None],
     ) -> None:
         self.ctx = ctx
         self.slots = slots
@@ -97,7 +97,7 @@ class Receiver:
                 if delivery.sent_epoch is not None:
                     ctx.metrics.queue_time.observe(max(0.0, delivery.received_epoch - delivery.sent_epoch))
                 job = Job.from_delivery(delivery, ctx.settings.runtime_name)
-                job.trace = ctx.tracer.start(delivery.trace_header, job.task_id)
+                job = job.traced(ctx.tracer.start(delivery.trace_header, job.task_id))
                 task = asyncio.create_task(self._admit(job), name=f"prepare-{job.task_id}")
                 self._preparing[task] = job
                 task.add_done_callback(self._preparing.pop)
@@ -111,17 +111,16 @@ class Receiver:
             )
             try:
                 with self.ctx.tracer.span(job.trace, "prepare"):
-                    outcome = await prepare(self.ctx, job)
+                    prepared = await prepare(self.ctx, job)
             except Exception:
                 # Never drop a held message on the floor: the heartbeat would keep it invisible forever.
                 log.exception("preparing the job failed unexpectedly")
-                outcome = Outcome(Disposition.RETRY_LATER, error=TransientError("prepare failed", code="internal"))
-            if outcome is None:
-                await self.to_runner.put(job)
+                prepared = Outcome(Disposition.RETRY_LATER, error=TransientError("prepare failed", code="internal"))
+            if isinstance(prepared, Outcome):
+                self.slots.give_back()
+                await self.to_finisher.put(Ended(job, prepared))
                 return
-            job.outcome = outcome
-            self.slots.give_back()
-            await self.to_finisher.put(job)
+            await self.to_runner.put(Ready(job, prepared))
 
     async def unprepared(self) -> list[Job]:
         """Cancel preparations still running and return their jobs (called at shutdown, after ``run`` ends)."""

@@ -63,32 +63,42 @@ def test_sigkill_mid_job_then_restart_completes_every_job_exactly_once(
     assert sum(runs.values()) == len(ids) + 1
 
 
-def test_sigterm_finishes_the_running_job_and_returns_prefetched_messages_at_once(
+def test_sigterm_finishes_the_calls_at_the_runtime_and_returns_prefetched_messages_at_once(
     aws_env, a1111: FakeA1111, tmp_path: Path
 ) -> None:
     # A visibility timeout far longer than the test: a message visible again was handed back.
-    world = AgentWorld(aws_env.endpoint, visibility_timeout=60).create()
-    a1111.behavior = Behavior(delay=2.0)
-    ids = [world.submit(task(f"drain{i}")) for i in range(4)]
-    agent = AgentProcess(world.agent_env(a1111.base_url, PREFETCH="2"), tmp_path / "agent.log").start()
+    world = AgentWorld(aws_env.endpoint, visibility_timeout=120).create()
+    a1111.behavior = Behavior(delay=4.0)
+    ids = [world.submit(task(f"drain{i}")) for i in range(5)]
+    env = world.agent_env(a1111.base_url, PREFETCH="2", RUNTIME_INFLIGHT="2")
+    agent = AgentProcess(env, tmp_path / "agent.log").start()
     try:
         agent.wait_ready()
-        running = wait_until(lambda: _in_progress(a1111, 0.2), 30, what="a job in progress")
-        wait_until(lambda: world.queue_counts() == (1, 3), 10, what="one running and two prefetched")
+        # Two calls at the runtime (one running, one queued there: both marked running once their
+        # request is on the wire) and two prefetched.
+        wait_until(lambda: world.queue_counts() == (1, 4), 60, what="four messages held")
+        wait_until(lambda: _marked_running(world, ids) == 2, 60, what="two calls at the runtime")
+        wait_until(lambda: _in_progress(a1111, 0.2), 30, what="a job in progress")
         agent.signal(signal.SIGTERM)
         signalled = time.monotonic()
-        wait_until(lambda: world.queue_counts()[0] == 3, 5, what="prefetched messages visible again")
+        wait_until(lambda: world.queue_counts()[0] == 3, 60, what="prefetched messages visible again")
         returned_after = time.monotonic() - signalled
-        assert agent.wait(30) == 0, agent.log_tail()
+        assert agent.wait(60) == 0, agent.log_tail()
     finally:
         agent.stop()
-    assert returned_after < 1.5
+    # Handed back, not left to time out: far sooner than the 120 s visibility timeout.
+    assert returned_after < 60
     notes = world.notifications()
-    assert [(n["id"], n["status"]) for n in notes] == [(running.removeprefix("a fake picture "), "completed")]
-    assert a1111.finished_calls()[0].interrupted is False  # the job ran to its end
-    assert len(a1111.calls) == 1
+    at_runtime = {str(c.payload["prompt"]).removeprefix("a fake picture ") for c in a1111.calls}
+    assert len(at_runtime) == 2 and len(a1111.calls) == 2
+    assert sorted((n["id"], n["status"]) for n in notes) == sorted((i, "completed") for i in at_runtime)
+    assert not any(c.interrupted for c in a1111.finished_calls())  # both ran to their end
     assert world.queue_counts() == (3, 0)
-    assert set(ids) - {n["id"] for n in notes} == {i for i in ids if f"a fake picture {i}" != running}
+    assert {world.status_of(i) for i in set(ids) - at_runtime} == {"queued"}
+
+
+def _marked_running(world: AgentWorld, ids: list[str]) -> int:
+    return sum(world.status_of(i) == "running" for i in ids)
 
 
 def test_healthz_turns_unhealthy_when_the_runtime_dies(world: AgentWorld, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from contract import TaskType
 from queue_agent.errors import PermanentError, TransientError
-from queue_agent.job import Delivery, Job
+from queue_agent.job import Delivery, Disposition, Job, Outcome, Span
 from queue_agent.retry import RetryPolicy
 from queue_agent.stages.receiver import Slots
 from tests.agent_fakes.aws_world import task
@@ -75,9 +75,8 @@ def test_timings_cover_the_phases_that_happened() -> None:
     job = Job.from_delivery(delivery(json.dumps(task("t"))))
     start = job.delivery.received_at
     assert set(job.timings(now=start + 1)) == {"receive_wait", "queue_time", "total"}
-    job.marks.run_start, job.marks.run_end = start + 0.25, start + 1.25
-    job.marks.upload_start, job.marks.upload_end = start + 1.3, start + 1.4
-    timings = job.timings(now=start + 1.5)
+    ran = Outcome(Disposition.COMPLETED, run=Span(start + 0.25, start + 1.25), upload=Span(start + 1.3, start + 1.4))
+    timings = job.timings(ran, now=start + 1.5)
     assert timings["prefetch_wait"] == 0.25 and timings["runtime"] == 1.0 and timings["upload"] == 0.1
     assert timings["total"] == 1.5 and 1.9 <= timings["queue_time"] < 2.5
 
