@@ -41,6 +41,8 @@ class QueueMessage(BaseModel):
     fingerprint: str = ""
     # The checkpoint a v1alpha1 task named in alwayson_scripts (it was routed on it); None otherwise.
     checkpoint: str | None = None
+    # Random per accepted submission (see StatusRecord.nonce); "" for messages published outside the API.
+    nonce: str = ""
 
     @property
     def sd_model_checkpoint(self) -> str | None:
@@ -74,7 +76,7 @@ def fingerprint(request: TaskRequest) -> str:
 
 
 def to_queue_message(
-    request: TaskRequest, *, submitted_at: datetime | None = None, checkpoint: str | None = None
+    request: TaskRequest, *, submitted_at: datetime | None = None, checkpoint: str | None = None, nonce: str = ""
 ) -> QueueMessage:
     meta = request.task.metadata
     if meta.id is None:
@@ -89,6 +91,7 @@ def to_queue_message(
         submitted_at=submitted_at or utcnow(),
         fingerprint=fingerprint(request),
         checkpoint=checkpoint,
+        nonce=nonce,
     )
 
 

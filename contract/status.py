@@ -37,6 +37,12 @@ class StatusRecord(BaseModel):
     error: ErrorInfo | None = None
     context: Any = None
     fingerprint: str = ""
+    # The submission that holds this id: a fresh random value per accepted submit, also in the queue
+    # message and the .out document, so that results are only ever matched to their own submission.
+    nonce: str = ""
+    # The API key id (API Gateway's requestContext.identity.apiKeyId) that submitted the task; only that
+    # key sees or cancels it. None for records created before ownership, or outside the API.
+    owner: str | None = None
 
 
 def _iso(ts: datetime) -> str:

@@ -51,10 +51,14 @@ CORS_EXPOSE_HEADERS = "Location"
 _INVOKE_LOCK = threading.Lock()
 
 
+# The key id API Gateway would pass for a gateway started with one plain key.
+DEFAULT_KEY_ID = "local-key"
+
+
 class LocalGateway:
     def __init__(
         self,
-        api_key: str | None,
+        api_key: str | Mapping[str, str] | None,
         handler: Handler | Mapping[str, Handler] | Sequence[GatewayRoute],
         host: str = "127.0.0.1",
         port: int = 0,
@@ -63,9 +67,13 @@ class LocalGateway:
         stage: str = "local",
         cors_origin: str = "*",
     ) -> None:
-        """``handler``: one handler for every route of the task API, a mapping of function name
-        (submit/status/cancel) to handler, or explicit routes. ``api_key=None`` turns the check off."""
-        self.api_key = api_key
+        """``api_key``: one key (its id is ``local-key``), a mapping of key value to key id (several tenants,
+        each seen by the handlers as ``requestContext.identity.apiKeyId``), or None to turn the check off.
+        ``handler``: one handler for every route of the task API, a mapping of function name
+        (submit/status/cancel) to handler, or explicit routes."""
+        self.api_keys: dict[str, str] | None = (
+            None if api_key is None else {api_key: DEFAULT_KEY_ID} if isinstance(api_key, str) else dict(api_key)
+        )
         self.routes = _as_routes(handler)
         self.host = host
         self.port = port
@@ -112,10 +120,18 @@ class LocalGateway:
 
     # -- decisions, called from the request handler -------------------------------------------------------------
 
-    def key_ok(self, given: str | None) -> bool:
-        if self.api_key is None:
-            return True
-        return given is not None and hmac.compare_digest(given.encode(), self.api_key.encode())
+    def key_id(self, given: str | None) -> str | None:
+        """The id of the key ``given`` (None when it is no key of this gateway; "" when keys are off)."""
+        if self.api_keys is None:
+            return ""
+        if given is None:
+            return None
+        found = None
+        # Every key is compared, in constant time each, so that timing tells nothing about which one matched.
+        for value, key_id in self.api_keys.items():
+            if hmac.compare_digest(given.encode(), value.encode()):
+                found = key_id
+        return found
 
     def find(self, method: str, path: str) -> tuple[GatewayRoute | None, dict[str, str], list[str]]:
         """The route for ``method`` on ``path`` with its path parameters, and the methods the path allows.
@@ -189,7 +205,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if route is None:
             self._not_routed(path, allowed)
             return
-        if not self.owner.key_ok(self.headers.get("x-api-key")):
+        given = self.headers.get("x-api-key")
+        key_id = self.owner.key_id(given)
+        if key_id is None:
             self._error(HTTPStatus.FORBIDDEN, "forbidden", "Forbidden")
             return
         request = HttpRequest(
@@ -202,7 +220,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         )
         host = self.headers.get("Host") or f"{self.owner.host}:{self.owner.port}"
         event = rest_proxy_event(
-            request, route, params, stage=self.owner.stage, domain=host, api_key=self.headers.get("x-api-key")
+            request, route, params, stage=self.owner.stage, domain=host, api_key=given, api_key_id=key_id or None
         )
         self._invoke(route, event)
 
@@ -357,6 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--api-key", default=os.environ.get("GATEWAY_API_KEY"), help="default: $GATEWAY_API_KEY")
+    parser.add_argument(
+        "--api-keys-env",
+        default="GATEWAY_API_KEYS",
+        help="environment variable holding a JSON object of key value -> key id (several tenants); "
+        "used instead of --api-key when set",
+    )
     parser.add_argument("--static", type=Path, help="folder served for GET requests outside the API")
     parser.add_argument(
         "--handler", default="task_api.app.handler", help="dotted handler for every route, or 'per-function'"
@@ -365,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # X-Ray has no daemon here; Powertools would otherwise try to send segments.
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    api_key = args.api_key
+    api_key: str | dict[str, str] | None = args.api_key
+    if tenants := os.environ.get(args.api_keys_env):
+        api_key = {str(k): str(v) for k, v in json.loads(tenants).items()}
     if not api_key:
         api_key = secrets.token_urlsafe(24)
         # Shown once on the terminal that started the gateway, so its user can call it; never logged.

@@ -85,6 +85,7 @@ def rest_proxy_event(
     stage: str,
     domain: str,
     api_key: str | None,
+    api_key_id: str | None = None,
 ) -> dict[str, Any]:
     """The event API Gateway sends a Lambda proxy integration for ``request`` (REST API, format 1.0)."""
     headers, multi_headers = _single_and_multi(request.headers)
@@ -124,7 +125,7 @@ def rest_proxy_event(
                 "userAgent": headers.get("User-Agent") or headers.get("user-agent"),
                 # API Gateway passes the key the client authenticated with; handlers must never log it.
                 "apiKey": api_key,
-                "apiKeyId": "local-key" if api_key else None,
+                "apiKeyId": api_key_id or ("local-key" if api_key else None),
                 "accountId": None,
                 "caller": None,
                 "user": None,

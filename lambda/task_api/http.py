@@ -50,6 +50,14 @@ def request_body(event: BaseProxyEvent) -> bytes:
         raise ContractError.single("(body)", "utf8", "body is not valid UTF-8 text") from None
 
 
+def caller_key_id(event: BaseProxyEvent) -> str | None:
+    """The id of the API key the caller authenticated with (API Gateway fills it in; the key itself is never
+    read): the task's owner."""
+    identity = (event.raw_event.get("requestContext") or {}).get("identity") or {}
+    key_id = identity.get("apiKeyId")
+    return str(key_id) if key_id else None
+
+
 def stage_prefix(event: BaseProxyEvent) -> str:
     """What the client's URL has before the resource path (``/prod`` on execute-api, ``""`` locally)."""
     if not isinstance(event, APIGatewayProxyEvent):

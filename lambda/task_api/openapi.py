@@ -44,15 +44,17 @@ class ErrorResponse(BaseModel):
 
     error: ErrorDetail
     id: str | None = None
-    status: TaskStatus | None = Field(default=None, description="the task's current status (409 answers)")
+    status: TaskStatus | None = Field(
+        default=None, description="the task's current status (409 answers to a cancel of your own finished task)"
+    )
     message: str | None = Field(default=None, description="set by API Gateway itself (403, 429, 502)")
 
 
 _ERRORS: dict[str, str] = {
     "400": "invalid request: every offending field is listed",
     "403": "missing or wrong x-api-key",
-    "404": "no such task (or route)",
-    "409": "the id is taken by a different request, or the task is already finished",
+    "404": "no such task of this API key (or route)",
+    "409": "the id is taken (by a different request, or by another key), or the task is already finished",
     "413": "request too large: pass images as s3:// or https:// references",
     "429": "throttled by the usage plan",
     "500": "server fault (never a client mistake)",

@@ -7,6 +7,7 @@ No Powertools routing here: the handlers parse the event and call these methods;
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -17,12 +18,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 from contract import (
     SNS_MAX_MESSAGE_BYTES,
     ContractError,
+    FieldIssue,
     QueueMessage,
+    RefError,
+    RefKind,
     StatusRecord,
     TaskStatus,
     cancel_request_update,
+    iter_image_fields,
     new_item,
     output_location,
+    parse_image_ref,
     parse_request,
     split_s3_uri,
     to_queue_message,
@@ -114,8 +120,8 @@ class TaskService:
 
     # -- submit -------------------------------------------------------------------------------------------------
 
-    def submit(self, body: bytes) -> Submitted:
-        """``POST /v1alpha2`` and ``POST /tasks``: the v1alpha2 request."""
+    def submit(self, body: bytes, owner: str | None = None) -> Submitted:
+        """``POST /v1alpha2`` and ``POST /tasks``: the v1alpha2 request, for the API key ``owner``."""
         try:
             request = parse_request(body, runtimes=self.settings.runtimes)
         except RecursionError:
@@ -123,9 +129,9 @@ class TaskService:
         self._check_runtime_type(
             request.task.metadata.runtime, request.task.metadata.tasktype, "task.metadata.tasktype"
         )
-        return self._accept(to_queue_message(request, submitted_at=self.now()))
+        return self._accept(to_queue_message(request, submitted_at=self.now(), nonce=_nonce()), owner)
 
-    def submit_legacy(self, body: bytes) -> Submitted:
+    def submit_legacy(self, body: bytes, owner: str | None = None) -> Submitted:
         """``POST /v1alpha1``: the replaced sample's AUTOMATIC1111 body, routed on the model it names."""
         try:
             task = parse_legacy_request(body)
@@ -140,8 +146,11 @@ class TaskService:
                 f"no runtime serves model {task.checkpoint!r} and none loads models on demand; models served: {served}",
             )
         self._check_runtime_type(runtime, task.tasktype, "alwayson_scripts.task")
-        message = to_queue_message(legacy_request(task, runtime), submitted_at=self.now(), checkpoint=task.checkpoint)
-        return self._accept(message, attribute_fields={"sd_model_checkpoint": "alwayson_scripts.sd_model_checkpoint"})
+        message = to_queue_message(
+            legacy_request(task, runtime), submitted_at=self.now(), checkpoint=task.checkpoint, nonce=_nonce()
+        )
+        fields = {"sd_model_checkpoint": "alwayson_scripts.sd_model_checkpoint"}
+        return self._accept(message, owner, attribute_fields=fields)
 
     def _check_runtime_type(self, runtime: str, tasktype: TaskType, field_name: str) -> None:
         """Refuse at submit what the runtime's type cannot run, rather than accept it and fail it later."""
@@ -157,14 +166,18 @@ class TaskService:
             f"{tasktype.value} needs a {' or '.join(needs)} runtime",
         )
 
-    def _accept(self, message: QueueMessage, attribute_fields: dict[str, str] | None = None) -> Submitted:
-        """Record a validated task as queued and publish it (or answer the existing task of a resubmit)."""
+    def _accept(
+        self, message: QueueMessage, owner: str | None, attribute_fields: dict[str, str] | None = None
+    ) -> Submitted:
+        """Record a validated task of ``owner`` (an API key id; None: an API without keys) as queued and publish
+        it (or answer the existing task of a resubmit)."""
         bucket = self.settings.require("output_bucket")
         now = message.submitted_at
         logger.append_keys(task_id=message.id)
         tracer.put_annotation("task_id", message.id)
         _check_message_attributes(message, {**_ATTRIBUTE_FIELDS, **(attribute_fields or {})})
         _check_message_size(message)
+        self._check_s3_inputs(message, owner)
         record = StatusRecord(
             id=message.id,
             runtime=message.runtime,
@@ -176,6 +189,8 @@ class TaskService:
             output_location=output_location(bucket, message.prefix, message.id),
             context=message.context,
             fingerprint=message.fingerprint,
+            nonce=message.nonce,
+            owner=owner,
         )
         expires_at = int((now + timedelta(days=self.settings.status_ttl_days)).timestamp())
         if not self._create(new_item(record, ttl_epoch=expires_at)):
@@ -207,15 +222,46 @@ class TaskService:
             # Withdrawn by a failed publish between our put and this read: the client's retry decides.
             raise unavailable("the task is being withdrawn after a failed submission; retry shortly")
         existing = StatusRecord.model_validate(item)
-        if existing.fingerprint != record.fingerprint:
-            raise ApiError(
-                409,
-                "conflict",
-                f"task {record.id} already exists with a different request; submit with a new id",
-                extra={"id": existing.id, "status": existing.status.value},
-            )
+        if existing.fingerprint != record.fingerprint or existing.owner != record.owner:
+            # Nothing about the other task (its status, its owner) is told: only that the id is in use.
+            raise ApiError(409, "conflict", f"task id {record.id} is already taken; submit with a new id")
         logger.info("idempotent resubmit", extra={"status": existing.status.value})
         return Submitted(existing, created=False)
+
+    def _check_s3_inputs(self, message: QueueMessage, owner: str | None) -> None:
+        """``s3://`` inputs may name the configured input buckets, or results of the caller's own tasks."""
+        issues: list[FieldIssue] = []
+        for path, value in iter_image_fields(message.tasktype, message.content):
+            try:
+                ref = parse_image_ref(value)
+            except RefError:
+                continue  # the contract already refused it, or it is not a reference at all
+            if ref.kind is not RefKind.S3 or ref.bucket in self.settings.input_buckets:
+                continue
+            field_path = ".".join(["task.content", *map(str, path)])
+            if ref.bucket == self.settings.output_bucket and self._owns_result(ref.key or "", owner):
+                continue
+            issues.append(
+                FieldIssue(
+                    field_path,
+                    "s3_input",
+                    "s3:// inputs must be in a configured input bucket or be results of your own tasks",
+                )
+            )
+        if issues:
+            raise ContractError(issues)
+
+    def _owns_result(self, key: str, owner: str | None) -> bool:
+        # Results live at {prefix}/{id}/{file}: the record of {id} says whose they are.
+        parts = key.split("/")
+        if len(parts) < 3 or not _ID_RE.match(parts[-2]):
+            return False
+        task_id, prefix = parts[-2], "/".join(parts[:-2])
+        item = self.store.get(task_id)
+        if item is None:
+            return False
+        record = StatusRecord.model_validate(item)
+        return record.owner == owner and record.prefix.strip("/") == prefix
 
     def _withdraw(self, record: StatusRecord) -> Submitted:
         """After a failed publish, never leave a task 'queued' that no worker will ever see.
@@ -252,27 +298,29 @@ class TaskService:
 
     # -- status -------------------------------------------------------------------------------------------------
 
-    def status(self, task_id: str) -> TaskView:
-        return task_view(self._record(task_id), self.presign)
+    def status(self, task_id: str, owner: str | None = None) -> TaskView:
+        return task_view(self._record(task_id, owner), self.presign)
 
-    def _record(self, task_id: str) -> StatusRecord:
+    def _record(self, task_id: str, owner: str | None) -> StatusRecord:
+        """The caller's task; another key's task is answered exactly like a missing one."""
         if not _ID_RE.match(task_id):
             raise ApiError(404, "not_found", "no task with this id (ids are 1-64 letters, digits, '-' or '_')")
         logger.append_keys(task_id=task_id)
         tracer.put_annotation("task_id", task_id)
         item = self.store.get(task_id)
-        if item is None:
+        record = StatusRecord.model_validate(item) if item is not None else None
+        if record is None or not _visible(record, owner):
             raise ApiError(404, "not_found", f"no task with id {task_id}")
-        return StatusRecord.model_validate(item)
+        return record
 
     # -- cancel -------------------------------------------------------------------------------------------------
 
-    def cancel(self, task_id: str) -> Cancelled:
+    def cancel(self, task_id: str, owner: str | None = None) -> Cancelled:
         """Queued: cancelled now (the agent drops the message and announces it). Running: cancel requested,
         the agent interrupts the runtime. Finished: 409 with the current status. Each write is conditional
         on the state it was decided on; a lost race re-reads and decides again."""
         for _ in range(_CANCEL_ROUNDS):
-            record = self._record(task_id)
+            record = self._record(task_id, owner)
             if record.status is TaskStatus.QUEUED:
                 update = _only_from(transition_update(task_id, TaskStatus.CANCELLED, self.now()), TaskStatus.QUEUED)
                 if (item := self.store.update(update)) is not None:
@@ -305,6 +353,16 @@ class _LazyPublisher:
 
     def __call__(self, message: QueueMessage) -> None:
         Publisher(aws.client("sns"), self.settings.require("tasks_topic_arn"))(message)
+
+
+def _nonce() -> str:
+    return secrets.token_hex(16)
+
+
+def _visible(record: StatusRecord, owner: str | None) -> bool:
+    # Records without an owner predate ownership (or were created by an agent for a task published outside
+    # the API): every key of the deployment sees those.
+    return record.owner is None or record.owner == owner
 
 
 def _only_from(update: dict[str, Any], status: TaskStatus) -> dict[str, Any]:

@@ -33,6 +33,8 @@ class Settings:
     status_table: str | None
     output_bucket: str | None
     runtimes: frozenset[str]
+    # Buckets any key's s3:// inputs may name (besides its own results in the output bucket).
+    input_buckets: frozenset[str] = frozenset()
     status_ttl_days: int = STATUS_TTL_DAYS
     presign_expires_seconds: int = DEFAULT_PRESIGN_EXPIRES_SECONDS
     # Per runtime, in configuration order: its type and model (v1alpha1 tasks are routed on the model).
@@ -49,6 +51,7 @@ class Settings:
             output_bucket=env.get("OUTPUT_BUCKET") or None,
             runtimes=names or frozenset(catalog),
             catalog=catalog,
+            input_buckets=_csv(env.get("INPUT_BUCKETS", "")),
             status_ttl_days=_int(env, "STATUS_TTL_DAYS", STATUS_TTL_DAYS, 1, 3650),
             presign_expires_seconds=_int(
                 env, "PRESIGN_EXPIRES_SECONDS", DEFAULT_PRESIGN_EXPIRES_SECONDS, 1, MAX_PRESIGN_EXPIRES_SECONDS
@@ -112,6 +115,10 @@ def _catalog(env: Mapping[str, str]) -> dict[str, RuntimeInfo]:
             f"environment variable RUNTIME_CATALOG must be a JSON object of runtime name to "
             f"{{type, modelFilename, dynamicModel}}: {exc}"
         ) from None
+
+
+def _csv(raw: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
 
 
 def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:

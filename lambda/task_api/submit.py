@@ -6,7 +6,7 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from task_api.http import build_handler, json_response, request_body, stage_prefix
+from task_api.http import build_handler, caller_key_id, json_response, request_body, stage_prefix
 from task_api.service import Submitted, TaskService
 from task_api.views import legacy_submit_response, submit_response
 
@@ -14,7 +14,8 @@ router = Router()
 
 
 def _submit() -> Submitted:
-    return TaskService.from_env().submit(request_body(router.current_event))
+    event = router.current_event
+    return TaskService.from_env().submit(request_body(event), owner=caller_key_id(event))
 
 
 @router.post("/v1alpha2")
@@ -24,7 +25,8 @@ def submit_v1alpha2() -> Response:
 
 @router.post("/v1alpha1")
 def submit_v1alpha1() -> Response:
-    submitted = TaskService.from_env().submit_legacy(request_body(router.current_event))
+    event = router.current_event
+    submitted = TaskService.from_env().submit_legacy(request_body(event), owner=caller_key_id(event))
     assert submitted.checkpoint is not None
     return json_response(200, legacy_submit_response(submitted.record, submitted.checkpoint))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from contract import StatusRecord, TaskStatus
 
@@ -39,6 +40,9 @@ class TaskView(StatusRecord):
 
     images: list[ResultLink] = Field(default_factory=list)
     output: ResultLink | None = None
+    # Which key owns the task, and the submission's nonce, are the deployment's business: not shown.
+    owner: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
+    nonce: SkipJsonSchema[str] = Field(default="", exclude=True)
 
 
 def submit_response(record: StatusRecord) -> SubmitResponse:

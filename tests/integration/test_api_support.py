@@ -35,6 +35,8 @@ class ApiStack:
             "STATUS_TABLE": self.table,
             "OUTPUT_BUCKET": self.bucket,
             "RUNTIMES": ",".join(self.queues),
+            # The request fixtures stage their inputs here.
+            "INPUT_BUCKETS": "example-input-bucket",
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
 
