@@ -83,6 +83,7 @@ class TaskApi(Construct):
             "RUNTIMES": ",".join(runtime_names(config)),
             "RUNTIME_CATALOG": runtime_catalog(config),
             "STATUS_TTL_DAYS": str(config.outputs.status_ttl_days),
+            "INPUT_BUCKETS": ",".join(config.input_buckets),
         }
         code = lambda_code(inputs.lambda_sources)
         self.log_groups: dict[str, logs.LogGroup] = {}
@@ -163,6 +164,42 @@ class TaskApi(Construct):
                 reasons[presign] = "Presigned GET URLs for result objects, whose keys are per task."
             nag.acknowledge(function.role, reasons)  # type: ignore[arg-type]
 
+    def _keys(self, api: apigw.RestApi, config: DeploymentConfig) -> dict[str, apigw.IApiKey]:
+        """One key per tenant, each on its own usage plan (its throttle and quota); without tenants, one key on
+        the APIGW.throttle plan, as the replaced sample had. Handlers tell tenants apart by the key's id."""
+        stage = [apigw.UsagePlanPerApiStage(api=api, stage=api.deployment_stage)]
+        default = config.apigw.throttle
+        if not config.api.keys:
+            key = api.add_api_key("ApiKey", api_key_name=config.api.key_name)
+            plan = api.add_usage_plan(
+                "UsagePlan",
+                name=f"{config.stack_name}-usage-plan",
+                throttle=apigw.ThrottleSettings(rate_limit=default.rate_limit, burst_limit=default.burst_limit),
+                api_stages=stage,
+            )
+            plan.add_api_key(key)
+            return {"default": key}
+        keys: dict[str, apigw.IApiKey] = {}
+        for tenant in config.api.keys:
+            pascal = "".join(part.capitalize() for part in tenant.name.split("-"))
+            throttle = tenant.throttle or default
+            quota = (
+                apigw.QuotaSettings(limit=tenant.quota.limit, period=apigw.Period[tenant.quota.period])
+                if tenant.quota
+                else None
+            )
+            key = api.add_api_key(f"ApiKey{pascal}", api_key_name=f"{config.stack_name}-{tenant.name}")
+            plan = api.add_usage_plan(
+                f"UsagePlan{pascal}",
+                name=f"{config.stack_name}-{tenant.name}",
+                throttle=apigw.ThrottleSettings(rate_limit=throttle.rate_limit, burst_limit=throttle.burst_limit),
+                quota=quota,
+                api_stages=stage,
+            )
+            plan.add_api_key(key)
+            keys[tenant.name] = key
+        return keys
+
     def _rest_api(self, config: DeploymentConfig) -> apigw.RestApi:
         access_logs = logs.LogGroup(
             self,
@@ -233,14 +270,9 @@ class TaskApi(Construct):
         task.add_method("GET", integrate("status"), **path)  # type: ignore[arg-type]
         task.add_method("DELETE", integrate("cancel"), **path)  # type: ignore[arg-type]
 
-        self.api_key = api.add_api_key("ApiKey", api_key_name=config.api.key_name)
-        plan = api.add_usage_plan(
-            "UsagePlan",
-            name=f"{config.stack_name}-usage-plan",
-            throttle=apigw.ThrottleSettings(rate_limit=throttle.rate_limit, burst_limit=throttle.burst_limit),
-            api_stages=[apigw.UsagePlanPerApiStage(api=api, stage=api.deployment_stage)],
-        )
-        plan.add_api_key(self.api_key)
+        self.api_keys = self._keys(api, config)
+        # The first key: what the replaced sample's scripts read through the ApiKeyCommand output.
+        self.api_key = next(iter(self.api_keys.values()))
         nag.acknowledge(
             api,
             {

@@ -62,8 +62,9 @@ def chart_values(config: DeploymentConfig, runtime: RuntimeConfig, wiring: Runti
             "jobTimeoutSeconds": config.job_timeout_seconds,
             "queueAgent": {
                 **({"image": wiring.agent_image.values()} if wiring.agent_image else {}),
-                # Large inputs travel as s3:// references; the output bucket is where clients may stage them.
-                "allowedInputBuckets": [wiring.output_bucket],
+                # Large inputs travel as s3:// references: the configured input buckets, and the output bucket
+                # (the submit function lets a tenant name only its own results there).
+                "allowedInputBuckets": [wiring.output_bucket, *config.input_buckets],
             },
             "inferenceApi": {"image": runtime_image.values()} if runtime_image else {},
         },

@@ -51,6 +51,8 @@ _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _CHART_REPOSITORY = re.compile(r"^(oci|https)://\S+$")
 _API_KEY_NAME = re.compile(r"^[A-Za-z0-9 _.-]{1,128}$")
+_TENANT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # Deliberately loose: SNS confirms the address by mail anyway; this only catches obvious typos.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -234,8 +236,23 @@ class QueueConfig(_Model):
 
 
 class OutputsConfig(_Model):
+    # Default: statusTtlDays. Results never outlive their status record: once the record is gone its id can be
+    # submitted again, and results still lying under that id must not become the new holder's.
     expire_after_days: Annotated[int, Field(ge=1, le=3650)] | None = Field(default=None, alias="expireAfterDays")
     status_ttl_days: Annotated[int, Field(ge=1, le=3650)] = Field(default=30, alias="statusTtlDays")
+
+    @model_validator(mode="after")
+    def _outputs_expire_with_records(self) -> OutputsConfig:
+        if self.expire_after_days is not None and self.expire_after_days > self.status_ttl_days:
+            raise ValueError(
+                f"expireAfterDays ({self.expire_after_days}) must not exceed statusTtlDays ({self.status_ttl_days}): "
+                "results may not outlive the record that says whose they are"
+            )
+        return self
+
+    @property
+    def output_expiry_days(self) -> int:
+        return self.expire_after_days if self.expire_after_days is not None else self.status_ttl_days
 
 
 class NetworkConfig(_Model):
@@ -257,8 +274,31 @@ class NetworkConfig(_Model):
         return value
 
 
+class Quota(_Model):
+    limit: Annotated[int, Field(ge=1)]
+    period: Literal["DAY", "WEEK", "MONTH"] = "DAY"
+
+
+class TenantKey(_Model):
+    """One named API key (a tenant): its own usage plan; it sees only the tasks it submitted."""
+
+    name: str
+    # Default: the APIGW.throttle of the whole API.
+    throttle: Throttle | None = None
+    quota: Quota | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _TENANT_NAME.match(value):
+            raise ValueError("must be 1-40 lower-case letters, digits or '-', starting with a letter")
+        return value
+
+
 class ApiConfig(_Model):
     key_name: str | None = Field(default=None, alias="keyName")
+    # Several tenants, each with a key and a usage plan. Empty: one key (keyName) on the APIGW.throttle plan.
+    keys: list[TenantKey] = Field(default_factory=list)
     access_log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = (
         Field(default=30, alias="accessLogRetentionDays")
     )
@@ -268,6 +308,14 @@ class ApiConfig(_Model):
     def _key_name(cls, value: str | None) -> str | None:
         if value is not None and not _API_KEY_NAME.match(value):
             raise ValueError("must be 1-128 characters of letters, digits, space, '.', '_' or '-'")
+        return value
+
+    @field_validator("keys")
+    @classmethod
+    def _unique_keys(cls, value: list[TenantKey]) -> list[TenantKey]:
+        names = [k.name for k in value]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"key names must be unique; repeated: {', '.join(dupes)}")
         return value
 
 
@@ -301,6 +349,8 @@ class DeploymentConfig(_Model):
     api: ApiConfig = Field(default_factory=ApiConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     tags: dict[str, str] = Field(default_factory=dict)
+    # Buckets whose objects any tenant may name as s3:// inputs (besides its own results in the output bucket).
+    input_buckets: list[str] = Field(default_factory=list, alias="inputBuckets")
     # IAM roles that get cluster-admin access entries (operators running kubectl); the deploying role does not.
     cluster_admin_role_arns: list[str] = Field(default_factory=list, alias="clusterAdminRoleArns")
 
@@ -336,6 +386,14 @@ class DeploymentConfig(_Model):
         bad = [arn for arn in value if not _ROLE_ARN.match(arn)]
         if bad:
             raise ValueError(f"must be IAM role ARNs (arn:aws:iam::123456789012:role/name); not: {', '.join(bad)}")
+        return value
+
+    @field_validator("input_buckets")
+    @classmethod
+    def _input_buckets(cls, value: list[str]) -> list[str]:
+        bad = [b for b in value if not _BUCKET_NAME.match(b)]
+        if bad:
+            raise ValueError(f"must be S3 bucket names (not ARNs or URIs); not: {', '.join(bad)}")
         return value
 
     @field_validator("model_bucket_arn")

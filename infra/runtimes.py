@@ -28,6 +28,7 @@ CHART_NAME = "sd-on-eks"
 _RUNTIME_REASONS = {
     "UseTopicKey": "Publishing to the KMS-encrypted results topic needs data keys of that one key.",
     "WriteOutputs": "Result objects are written under per-task keys of the output bucket.",
+    "ReadInputs": "Tasks name any object of the configured input buckets as s3:// inputs.",
     "ReadModels": "Any model file of the configured model bucket may be loaded (dynamic model switching).",
     "Tracing": "X-Ray trace and sampling APIs support no resource scoping.",
 }
@@ -122,6 +123,15 @@ class Runtimes(Construct):
                 resources=["*"],
             ),
         ]
+        if shared.config.input_buckets:
+            partition = shared.config.partition
+            statements.append(
+                iam.PolicyStatement(
+                    sid="ReadInputs",
+                    actions=["s3:GetObject"],
+                    resources=[f"arn:{partition}:s3:::{bucket}/*" for bucket in shared.config.input_buckets],
+                )
+            )
         if shared.queue_key is not None:
             statements.append(
                 iam.PolicyStatement(sid="DecryptQueue", actions=["kms:Decrypt"], resources=[shared.queue_key.key_arn])

@@ -119,6 +119,13 @@ class SdAsyncStack(Stack):
             ),
             "ConfigCommand": (outputs["KubeconfigCommand"][0], "Configures kubectl (the replaced sample's name)"),
         }
+        if self.config.api.keys:
+            for name, key in api.api_keys.items():
+                outputs[f"ApiKeyCommand{_pascal(name)}"] = (
+                    f"aws apigateway get-api-key --api-key {key.key_id} --include-value "
+                    f"--query value --output text --region {self.region}",
+                    f"Prints the API key of tenant {name}",
+                )
         for rq in messaging.queues:
             outputs[f"QueueUrl{_pascal(rq.runtime.name)}"] = (rq.queue.queue_url, f"Task queue of {rq.runtime.name}")
             outputs[f"DlqUrl{_pascal(rq.runtime.name)}"] = (rq.dlq.queue_url, f"Dead-letter queue of {rq.runtime.name}")

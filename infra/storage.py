@@ -27,9 +27,11 @@ class Storage(Construct):
             self.access_logs,
             {"AwsSolutions-S1": "This bucket is the access-log destination; logging it into itself would recurse."},
         )
-        rules = [s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(7))]
-        if config.expire_after_days is not None:
-            rules.append(s3.LifecycleRule(expiration=Duration.days(config.expire_after_days)))
+        rules = [
+            s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(7)),
+            # Results expire with their status records (outputs.statusTtlDays unless expireAfterDays is shorter).
+            s3.LifecycleRule(id="ResultsExpireWithRecords", expiration=Duration.days(config.output_expiry_days)),
+        ]
         self.output_bucket = s3.Bucket(
             self,
             "Outputs",

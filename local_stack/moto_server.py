@@ -42,7 +42,8 @@ class MotoServer:
         if not self.port:
             self.port = free_port(self.host)
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        env = {**os.environ, **FAKE_AWS_ENV}
+        # moto reflects any Origin in CORS headers by default: a web page could then drive the local AWS.
+        env = {**os.environ, **FAKE_AWS_ENV, "MOTO_DISABLE_GLOBAL_CORS": "true"}
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
             stdout=log,

@@ -128,6 +128,7 @@ def create_resources(cfg: DeploymentConfig, endpoint: str) -> StackResources:
     # us-east-1 is the one region where CreateBucket takes no location constraint.
     bucket, table = local_bucket(cfg), naming.status_table(stack)
     s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=output_lifecycle(cfg))
 
     dynamodb.create_table(
         TableName=table,
@@ -139,3 +140,17 @@ def create_resources(cfg: DeploymentConfig, endpoint: str) -> StackResources:
         TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
     )
     return StackResources(tasks_topic, results_topic, bucket, table, runtimes)
+
+
+def output_lifecycle(cfg: DeploymentConfig) -> dict[str, Any]:
+    """The output bucket's expiry, as the CDK stack declares it: results go when their status records go."""
+    return {
+        "Rules": [
+            {
+                "ID": "ResultsExpireWithRecords",
+                "Status": "Enabled",
+                "Filter": {"Prefix": ""},
+                "Expiration": {"Days": cfg.outputs.output_expiry_days},
+            }
+        ]
+    }

@@ -9,6 +9,7 @@ order that loses nothing (agents drain first). Every component logs into one fil
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import re
 import secrets
@@ -70,6 +71,8 @@ class LocalStack:
         self.options = options or StackOptions()
         self.workdir = self.options.workdir.resolve()
         self.api_key = secrets.token_urlsafe(24)
+        # Tenant name -> key: one per api.keys entry of config.yaml (the first is ``api_key``), else one "default".
+        self.api_keys: dict[str, str] = {"default": self.api_key}
         self.config: DeploymentConfig | None = None
         self.resources: StackResources | None = None
         self.model_dir: Path | None = None
@@ -152,6 +155,9 @@ class LocalStack:
         self._sink = LogSink(self.log_path, console=sys.stderr if self.options.console else None)
         cfg = load_config(self.options.config_path)
         self.config = cfg
+        if cfg.api.keys:
+            self.api_keys = {t.name: secrets.token_urlsafe(24) for t in cfg.api.keys}
+            self.api_key = next(iter(self.api_keys.values()))
         runnable = [r for r in cfg.models_runtime if r.type in LOCAL_RUNTIME_TYPES]
         self.skipped = [r.name for r in cfg.models_runtime if r.type not in LOCAL_RUNTIME_TYPES]
         for name in self.skipped:
@@ -166,7 +172,8 @@ class LocalStack:
         self._moto = ManagedProcess(
             "moto",
             [sys.executable, "-m", "moto.server", "-H", self.options.host, "-p", str(self._moto_port)],
-            self._child_env("moto"),
+            # The local AWS answers only this machine's tools: no CORS headers for whatever page a browser shows.
+            self._child_env("moto", MOTO_DISABLE_GLOBAL_CORS="true"),
             self.sink,
             drop_lines=_MOTO_ACCESS_OK,
         ).start()
@@ -253,7 +260,8 @@ class LocalStack:
             RUNTIME_CATALOG=runtime_catalog(self.config, runtimes),
             STATUS_TTL_DAYS=str(self.config.outputs.status_ttl_days),
             # Through the environment, not argv: the command line of a process is visible to every user.
-            GATEWAY_API_KEY=self.api_key,
+            # Each tenant's key, with the tenant's name as the key id the handlers see.
+            GATEWAY_API_KEYS=json.dumps({key: name for name, key in self.api_keys.items()}),
         )
         argv = [sys.executable, "-m", "local_stack.gateway", "--host", self.options.host]
         argv += ["--port", str(self._api_port), "--static", str(WEB_DIR)]
@@ -264,6 +272,7 @@ class LocalStack:
         return {
             "endpoint": self.api_url,
             "api_key": self.api_key,
+            "api_keys": dict(self.api_keys),
             "runtimes": self.runtime_names,
             "page": f"{self.api_url}/",
             "aws_endpoint": self.aws_endpoint,

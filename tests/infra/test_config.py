@@ -79,7 +79,8 @@ def test_our_additions_have_safe_defaults() -> None:
     )
     assert cfg.queue.visibility_timeout == 300 and cfg.queue.max_receive_count == 3
     assert cfg.queue.kms_encryption is False
-    assert cfg.outputs.expire_after_days is None
+    assert cfg.outputs.expire_after_days is None and cfg.outputs.output_expiry_days == 30
+    assert cfg.api.keys == [] and cfg.input_buckets == []
     assert cfg.network.nat_gateways == 1
     assert cfg.kubernetes_version == "1.35"
     assert cfg.api.key_name is None
@@ -96,6 +97,8 @@ def test_two_runtime_config_and_helpers() -> None:
     assert runtime_by_name(cfg, "webui").dynamic_model
     with pytest.raises(KeyError, match="fast, webui"):
         runtime_by_name(cfg, "nope")
+    assert [k.name for k in cfg.api.keys] == ["team-a", "team-b"] and cfg.input_buckets == ["sdtwo-inputs"]
+    assert cfg.outputs.output_expiry_days == 7
     assert runtime_filter_policy(cfg, runtime_by_name(cfg, "fast")) == naming.runtime_filter_policy("fast")
     assert runtime_filter_policy(cfg, runtime_by_name(cfg, "webui")) == {
         "$or": [{"runtime": ["webui"]}, {"sd_model_checkpoint": ["v1-5-pruned-emaonly.safetensors"]}]
@@ -159,6 +162,11 @@ BROKEN: list[tuple[str, Any, str]] = [
     ("kubernetesVersion", 1.2, "kubernetesVersion"),
     ("observability.alarmEmail", "nobody", "observability.alarmEmail"),
     ("api.accessLogRetentionDays", 31, "api.accessLogRetentionDays"),
+    ("api.keys", [{"name": "Team A"}], "api.keys[0].name"),
+    ("api.keys", [{"name": "a"}, {"name": "a"}], "api.keys"),
+    ("api.keys", [{"name": "a", "quota": {"limit": 0}}], "api.keys[0].quota.limit"),
+    ("outputs.expireAfterDays", 31, "outputs"),
+    ("inputBuckets", ["arn:aws:s3:::bucket"], "inputBuckets"),
     ("jobTimeoutSeconds", "soon", "jobTimeoutSeconds"),
     ("dynamicModelRuntime.enabled", "perhaps", "dynamicModelRuntime.enabled"),
 ]

@@ -202,12 +202,14 @@ def test_output_bucket_encrypted_tls_only_private_and_logged(any_synth: Synth) -
     assert any_synth.resources[bucket_id]["DeletionPolicy"] == "Retain"
 
 
-def test_output_expiry_only_when_configured(default_synth: Synth, two_synth: Synth) -> None:
+def test_outputs_expire_with_their_status_records(default_synth: Synth, two_synth: Synth) -> None:
     def rules(synth: Synth) -> list[dict[str, Any]]:
         return synth.resources[output_bucket_id(synth)]["Properties"]["LifecycleConfiguration"]["Rules"]
 
-    assert not any("ExpirationInDays" in r for r in rules(default_synth))
-    assert {"ExpirationInDays": 7, "Status": "Enabled"} in rules(two_synth)
+    # Default: the record TTL (30 days); the two-runtime config sets a shorter expiry (7 of its 10 days).
+    expiry = {"Id": "ResultsExpireWithRecords", "Status": "Enabled"}
+    assert {**expiry, "ExpirationInDays": default_synth.config.outputs.status_ttl_days} in rules(default_synth)
+    assert {**expiry, "ExpirationInDays": 7} in rules(two_synth)
     assert any("AbortIncompleteMultipartUpload" in r for r in rules(default_synth))
 
 
@@ -269,15 +271,26 @@ def test_stage_usage_plan_and_key_follow_the_config(any_synth: Synth) -> None:
     # The access log format never includes the API key header or the request body.
     assert "x-api-key" not in stage["AccessLogSetting"]["Format"].lower()
     assert "$context.requestId" in stage["AccessLogSetting"]["Format"]
-    (plan,) = any_synth.props("AWS::ApiGateway::UsagePlan")
-    assert plan["Throttle"] == {
-        "RateLimit": cfg.apigw.throttle.rate_limit,
-        "BurstLimit": cfg.apigw.throttle.burst_limit,
-    }
-    (key,) = any_synth.props("AWS::ApiGateway::ApiKey")
-    assert key.get("Name") == cfg.api.key_name  # None (generated) unless api.keyName is set
-    (plan_key,) = any_synth.props("AWS::ApiGateway::UsagePlanKey")
-    assert plan_key["KeyType"] == "API_KEY"
+    plans = any_synth.props("AWS::ApiGateway::UsagePlan")
+    keys = any_synth.props("AWS::ApiGateway::ApiKey")
+    if not cfg.api.keys:
+        (plan,) = plans
+        assert plan["Throttle"] == {
+            "RateLimit": cfg.apigw.throttle.rate_limit,
+            "BurstLimit": cfg.apigw.throttle.burst_limit,
+        }
+        (key,) = keys
+        assert key.get("Name") == cfg.api.key_name  # None (generated) unless api.keyName is set
+    else:
+        # One key and one usage plan per tenant; a tenant without its own throttle gets APIGW.throttle.
+        assert sorted(k["Name"] for k in keys) == [f"{cfg.stack_name}-{t.name}" for t in cfg.api.keys]
+        by_name = {p["UsagePlanName"]: p for p in plans}
+        assert by_name["sdtwo-team-a"]["Throttle"] == {"RateLimit": 5, "BurstLimit": 10}
+        assert by_name["sdtwo-team-a"]["Quota"] == {"Limit": 1000, "Period": "DAY"}
+        assert by_name["sdtwo-team-b"]["Throttle"]["RateLimit"] == cfg.apigw.throttle.rate_limit
+        assert "Quota" not in by_name["sdtwo-team-b"]
+    plan_keys = any_synth.props("AWS::ApiGateway::UsagePlanKey")
+    assert len(plan_keys) == len(keys) and {p["KeyType"] for p in plan_keys} == {"API_KEY"}
     responses = {p["ResponseType"]: p for p in any_synth.props("AWS::ApiGateway::GatewayResponse")}
     template = json.loads(
         responses["DEFAULT_4XX"]["ResponseTemplates"]["application/json"].replace(
@@ -301,6 +314,7 @@ def test_task_functions(any_synth: Synth) -> None:
         env = props["Environment"]["Variables"]
         assert env["RUNTIMES"] == ",".join(runtime_names(cfg))
         assert env["STATUS_TTL_DAYS"] == str(cfg.outputs.status_ttl_days)
+        assert env["INPUT_BUCKETS"] == ",".join(cfg.input_buckets)
         assert {"TASKS_TOPIC_ARN", "STATUS_TABLE", "OUTPUT_BUCKET"} <= set(env)
         code_keys.add(flat(props["Code"]["S3Key"]))
     assert len(code_keys) == 1, "the three functions share one asset"
@@ -649,6 +663,9 @@ def test_stack_outputs(any_synth: Synth) -> None:
         assert name in outputs
     assert "aws apigateway get-api-key" in flat(outputs["ApiKeyCommand"]["Value"])
     assert "--include-value" in flat(outputs["ApiKeyCommand"]["Value"])
+    for tenant in any_synth.config.api.keys:
+        command = flat(outputs["ApiKeyCommand" + "".join(p.capitalize() for p in tenant.name.split("-"))]["Value"])
+        assert "aws apigateway get-api-key" in command
     for runtime in any_synth.config.models_runtime:
         suffix = "".join(p.capitalize() for p in runtime.name.split("-"))
         queue_id, _ = queue_ids(any_synth, runtime.name)

@@ -17,8 +17,9 @@ def test_resource_counts_scale_with_runtimes(any_synth: Synth) -> None:
     template.resource_count_is("Custom::AWSCDK-EKS-HelmChart", runtimes + 3)
     template.resource_count_is("AWS::EKS::Cluster", 1)
     template.resource_count_is("AWS::DynamoDB::Table", 1)
-    template.resource_count_is("AWS::ApiGateway::UsagePlan", 1)
-    template.resource_count_is("AWS::ApiGateway::ApiKey", 1)
+    tenants = max(1, len(any_synth.config.api.keys))  # one key + usage plan per tenant, or the single default
+    template.resource_count_is("AWS::ApiGateway::UsagePlan", tenants)
+    template.resource_count_is("AWS::ApiGateway::ApiKey", tenants)
     # Ours, plus CDK-provided ones: kubectl handler and its provider framework, the default-SG restrictor.
     template.resource_count_is("AWS::Lambda::Function", 3 + 3)
 

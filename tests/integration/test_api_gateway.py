@@ -194,9 +194,17 @@ def test_per_function_handlers_serve_the_same_api(api_stack: ApiStack) -> None:
         assert c.delete("/tasks/g-1").status_code == 200
 
 
-def test_the_command_line_entry_serves_until_sigterm(api_stack: ApiStack, tmp_path: Path) -> None:
+@pytest.mark.parametrize("tenants", [False, True], ids=["one-key", "tenants"])
+def test_the_command_line_entry_serves_until_sigterm(api_stack: ApiStack, tmp_path: Path, tenants: bool) -> None:
     port = free_port()
     env = {**os.environ, "GATEWAY_API_KEY": KEY, "PYTHONPATH": str(ROOT)}
+    if tenants:
+        # What the local stack passes: every tenant's key, with the tenant's name as the key id.
+        env = {
+            **os.environ,
+            "GATEWAY_API_KEYS": json.dumps({"other": "team-b", KEY: "team-a"}),
+            "PYTHONPATH": str(ROOT),
+        }
     proc = subprocess.Popen(
         [sys.executable, "-m", "local_stack.gateway", "--port", str(port), "--static", str(tmp_path)],
         cwd=tmp_path,
@@ -219,3 +227,5 @@ def test_the_command_line_entry_serves_until_sigterm(api_stack: ApiStack, tmp_pa
         output = proc.communicate(timeout=30)[0].decode()
     assert proc.returncode == 0
     assert KEY not in output
+    item = api_stack.item("g-1")
+    assert item is not None and item["owner"] == ("team-a" if tenants else "local-key")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -51,6 +53,26 @@ def test_names_and_queue_wiring_follow_the_config(created):
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
     key = ddb.describe_table(TableName=naming.status_table("demo-stack"))["Table"]["KeySchema"]
     assert key == [{"AttributeName": "id", "KeyType": "HASH"}]
+    # Results expire with their records (outputs.statusTtlDays by default).
+    [rule] = s3.get_bucket_lifecycle_configuration(Bucket=res.bucket)["Rules"]
+    assert rule["Expiration"] == {"Days": 30} and rule["Status"] == "Enabled"
+
+
+def test_the_local_aws_sends_no_cors_headers_to_other_origins(created):
+    # moto reflects any Origin unless MOTO_DISABLE_GLOBAL_CORS is set: a page could then drive the local AWS.
+    _, res, endpoint = created
+    request = urllib.request.Request(
+        f"{endpoint}/{res.bucket}", method="OPTIONS", headers={"Origin": "https://evil.example"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            headers = dict(answer.headers)
+    except urllib.error.HTTPError as refused:
+        headers = dict(refused.headers)
+    assert "https://evil.example" not in {v for k, v in headers.items() if k.lower().startswith("access-control")}
+    sqs = urllib.request.Request(f"{endpoint}/?Action=ListQueues", headers={"Origin": "https://evil.example"})
+    with urllib.request.urlopen(sqs, timeout=10) as answer:
+        assert answer.headers.get("Access-Control-Allow-Origin") is None
 
 
 def test_tasks_reach_only_their_runtime_queue_raw(created):
