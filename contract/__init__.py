@@ -1,31 +1,37 @@
 """The wire contract shared by the Lambdas, the queue agent, the CLI and the local stack.
 
 Request -> queue message -> status record -> notification. Nothing here does I/O.
+
+``__all__`` is exactly what the other packages import (a test keeps it so): they import from
+``contract`` only, never from its modules, so this list is the contract's whole public surface.
 """
 
 from __future__ import annotations
 
-from contract.errors import ContractError, FieldIssue, error_body
+from contract.errors import ContractError, ErrorCode, FieldIssue, error_body
 from contract.images import iter_image_fields, set_at
-from contract.layout import image_key, output_key, output_location, s3_uri, split_s3_uri, task_folder
-from contract.limits import DEFAULT_LIMITS, SNS_MAX_MESSAGE_BYTES, Limits
-from contract.messages import SCHEMA_VERSION, QueueMessage, fingerprint, parse_queue_body, to_queue_message, utcnow
+from contract.layout import image_key, output_key, output_location, s3_uri, split_s3_uri
+from contract.legacy import LEGACY_RUNTIME, LegacyRequest, parse_legacy_request
+from contract.limits import DEFAULT_LIMITS, SNS_MAX_MESSAGE_BYTES
+from contract.messages import QueueMessage, legacy_request, parse_queue_body, to_queue_message, utcnow
 from contract.notification import ErrorInfo, Notification, notification_status
-from contract.refs import ImageRef, RefError, RefKind, check_https_url, is_public_address, parse_image_ref
-from contract.request import TaskRequest, new_task_id, parse_request
-from contract.status import StatusRecord, cancel_request_update, new_item, transition_update
-from contract.tasks import TERMINAL_STATUSES, TaskStatus, TaskType, can_transition
+from contract.refs import RefError, RefKind, check_https_url, is_public_address, parse_image_ref
+from contract.request import ID_PATTERN, TaskRequest, parse_request
+from contract.status import STATUS_TTL_DAYS, StatusRecord, cancel_request_update, new_item, transition_update
+from contract.tasks import RUNTIME_TASKTYPES, TaskStatus, TaskType
 
 __all__ = [
     "DEFAULT_LIMITS",
-    "SCHEMA_VERSION",
+    "ID_PATTERN",
+    "LEGACY_RUNTIME",
+    "RUNTIME_TASKTYPES",
     "SNS_MAX_MESSAGE_BYTES",
-    "TERMINAL_STATUSES",
+    "STATUS_TTL_DAYS",
     "ContractError",
+    "ErrorCode",
     "ErrorInfo",
     "FieldIssue",
-    "ImageRef",
-    "Limits",
+    "LegacyRequest",
     "Notification",
     "QueueMessage",
     "RefError",
@@ -34,26 +40,24 @@ __all__ = [
     "TaskRequest",
     "TaskStatus",
     "TaskType",
-    "can_transition",
     "cancel_request_update",
     "check_https_url",
     "error_body",
-    "fingerprint",
     "image_key",
     "is_public_address",
     "iter_image_fields",
+    "legacy_request",
     "new_item",
-    "new_task_id",
     "notification_status",
     "output_key",
     "output_location",
     "parse_image_ref",
+    "parse_legacy_request",
     "parse_queue_body",
     "parse_request",
     "s3_uri",
     "set_at",
     "split_s3_uri",
-    "task_folder",
     "to_queue_message",
     "transition_update",
     "utcnow",

@@ -3,9 +3,64 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
+
+
+class ErrorCode(StrEnum):
+    """Every machine-readable error code that goes on the wire: API answers, runtime answers, notifications."""
+
+    # Client mistakes (API and runtime answers).
+    INVALID_REQUEST = "invalid_request"
+    REQUEST_TOO_LARGE = "request_too_large"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    TASK_FINISHED = "task_finished"
+    FORBIDDEN = "forbidden"
+    BAD_REQUEST = "bad_request"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    LENGTH_REQUIRED = "length_required"
+    # The service side (API gateway, Lambdas, runtime).
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    INTERNAL_ERROR = "internal_error"
+    BAD_GATEWAY = "bad_gateway"
+    NOT_READY = "not_ready"
+    OUT_OF_MEMORY = "out_of_memory"
+    INTERRUPTED = "interrupted"
+    MODEL_LOAD_FAILED = "model_load_failed"
+    GENERATION_FAILED = "generation_failed"
+    TOO_LARGE_FOR_DEVICE = "too_large_for_device"
+    QUEUE_FULL = "queue_full"
+    UNHEALTHY = "unhealthy"
+    CLIENT_GONE = "client_gone"
+    # Why a task failed (the status record's and the notification's ``error.code``).
+    PUBLISH_FAILED = "publish_failed"
+    JOB_ERROR = "job_error"
+    TRANSIENT = "transient"
+    REJECTED = "rejected"
+    INTERNAL = "internal"
+    TIMEOUT = "timeout"
+    INVALID_MESSAGE = "invalid_message"
+    WRONG_RUNTIME = "wrong_runtime"
+    UNSUPPORTED_TASKTYPE = "unsupported_tasktype"
+    INPUT_REFUSED = "input_refused"
+    INPUT_UNREADABLE = "input_unreadable"
+    INPUT_TIMEOUT = "input_timeout"
+    RUNTIME_UNAVAILABLE = "runtime_unavailable"
+    RUNTIME_REJECTED = "runtime_rejected"
+    RUNTIME_BAD_RESPONSE = "runtime_bad_response"
+    AWS_UNAVAILABLE = "aws_unavailable"
+    AWS_REJECTED = "aws_rejected"
+
+    @classmethod
+    def parse(cls, value: object) -> ErrorCode:
+        """A code read back from storage; anything unknown (an older writer's) reads as ``job_error``."""
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.JOB_ERROR
 
 
 @dataclass(frozen=True)
@@ -23,9 +78,9 @@ class FieldIssue:
 class ContractError(ValueError):
     """Input that does not satisfy the wire contract. Carries every offending field, not just the first."""
 
-    code = "invalid_request"
+    code: ErrorCode = ErrorCode.INVALID_REQUEST
 
-    def __init__(self, issues: list[FieldIssue], *, code: str | None = None, status: int = 400) -> None:
+    def __init__(self, issues: list[FieldIssue], *, code: ErrorCode | None = None, status: int = 400) -> None:
         if not issues:
             raise ValueError("ContractError needs at least one issue")
         self.issues = issues
@@ -53,7 +108,7 @@ class ContractError(ValueError):
         """The error body the API returns; stable shape: {"error": {code, message, fields[]}}."""
         return {
             "error": {
-                "code": self.code,
+                "code": self.code.value,
                 "message": str(self),
                 "fields": [i.to_dict() for i in self.issues],
             }
@@ -65,6 +120,6 @@ def _clean_message(msg: str) -> str:
     return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
+def error_body(code: ErrorCode, message: str) -> dict[str, Any]:
     """An error body with no field list (auth, not found, conflict...), same shape as ContractError."""
-    return {"error": {"code": code, "message": message, "fields": []}}
+    return {"error": {"code": code.value, "message": message, "fields": []}}

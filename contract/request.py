@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from contract.errors import ContractError, FieldIssue
+from contract.errors import ContractError, ErrorCode, FieldIssue
 from contract.images import iter_image_fields
 from contract.limits import DEFAULT_LIMITS, Limits
 from contract.refs import RefError, parse_image_ref
@@ -210,7 +210,7 @@ def _load_json(body: bytes | str | dict[str, Any], limits: Limits) -> Any:
             "max_bytes",
             f"request is {size} bytes, over the {limits.max_request_bytes}-byte limit; "
             "pass images as s3:// or https:// references instead of inline base64",
-            code="request_too_large",
+            code=ErrorCode.REQUEST_TOO_LARGE,
             status=413,
         )
     if isinstance(body, dict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from contract.errors import FieldIssue
+from contract import FieldIssue
 from inference_api.errors import invalid
 from inference_api.selection import ModelSelection
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from contract.errors import FieldIssue
+from contract import ErrorCode, FieldIssue
 from inference_api import __version__
 from inference_api.engine import Engine
 from inference_api.errors import InferenceError, invalid
@@ -61,7 +61,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         current = engine.selection.current
         if engine.ready():
             return JSONResponse({"status": "ready", "model": current.title if current else None})
-        return plain_error(503, "not_ready", engine.not_ready_reason(), RETRY_AFTER_S)
+        return plain_error(503, ErrorCode.NOT_READY, engine.not_ready_reason(), RETRY_AFTER_S)
 
     @app.post("/sdapi/v1/txt2img", response_model=ImagesResponse)
     async def txt2img(req: Txt2ImgRequest) -> dict[str, Any]:
@@ -157,7 +157,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Never a stack trace on the wire; the log has it.
         log.exception("unhandled error on %s", request.url.path)
-        return plain_error(500, "internal_error", "internal error")
+        return plain_error(500, ErrorCode.INTERNAL_ERROR, "internal error")
 
 
 def _install_body_limit(app: FastAPI, limit: int) -> None:
@@ -165,6 +165,6 @@ def _install_body_limit(app: FastAPI, limit: int) -> None:
     async def body_limit(request: Request, call_next: Any) -> Response:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            return plain_error(413, "request_too_large", f"request body over {limit} bytes")
+            return plain_error(413, ErrorCode.REQUEST_TOO_LARGE, f"request body over {limit} bytes")
         response: Response = await call_next(request)
         return response

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from contract.errors import ContractError, FieldIssue
+from contract import ContractError, ErrorCode, FieldIssue
 
 
 class InferenceError(Exception):
     """A failure reported to the caller, with a stable machine-readable code."""
 
-    code = "internal_error"
+    code: ErrorCode = ErrorCode.INTERNAL_ERROR
 
-    def __init__(self, message: str, fields: Iterable[FieldIssue] = (), *, code: str | None = None) -> None:
+    def __init__(self, message: str, fields: Iterable[FieldIssue] = (), *, code: ErrorCode | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.fields = list(fields)
@@ -27,57 +27,57 @@ class InferenceError(Exception):
 class InvalidRequest(InferenceError):
     """A field breaks a rule: deterministic, the same request always fails."""
 
-    code = "invalid_request"
+    code: ErrorCode = ErrorCode.INVALID_REQUEST
 
 
 class TooLargeForDevice(InferenceError):
     """The request ran out of accelerator memory alone, on an emptied cache: it will never fit here."""
 
-    code = "too_large_for_device"
+    code: ErrorCode = ErrorCode.TOO_LARGE_FOR_DEVICE
 
 
 class NotReady(InferenceError):
     """No model can run now (none found yet, loading, warming up): transient."""
 
-    code = "not_ready"
+    code: ErrorCode = ErrorCode.NOT_READY
 
 
 class Overloaded(InferenceError):
     """The bounded queue is full: transient."""
 
-    code = "queue_full"
+    code: ErrorCode = ErrorCode.QUEUE_FULL
 
 
 class OutOfMemory(InferenceError):
     """Ran out of accelerator memory for a reason that may pass (memory held by others): transient."""
 
-    code = "out_of_memory"
+    code: ErrorCode = ErrorCode.OUT_OF_MEMORY
 
 
 class Unhealthy(InferenceError):
     """The accelerator is in a state this process cannot recover from; the container must restart."""
 
-    code = "unhealthy"
+    code: ErrorCode = ErrorCode.UNHEALTHY
 
 
 class ModelLoadFailed(InferenceError):
-    code = "model_load_failed"
+    code: ErrorCode = ErrorCode.MODEL_LOAD_FAILED
 
 
 class GenerationFailed(InferenceError):
-    code = "generation_failed"
+    code: ErrorCode = ErrorCode.GENERATION_FAILED
 
 
 class JobInterrupted(InferenceError):
     """Stopped on purpose by /interrupt: retrying it would defeat the interrupt."""
 
-    code = "interrupted"
+    code: ErrorCode = ErrorCode.INTERRUPTED
 
 
 class ClientGone(InferenceError):
     """The caller disconnected before its answer was ready; nobody reads this one."""
 
-    code = "client_gone"
+    code: ErrorCode = ErrorCode.CLIENT_GONE
 
 
 def invalid(issues: Iterable[FieldIssue]) -> InvalidRequest:

@@ -7,7 +7,7 @@ import functools
 
 from PIL import Image
 
-from contract.errors import FieldIssue
+from contract import FieldIssue
 from inference_api import esrgan
 from inference_api.cache import LruCache
 from inference_api.catalog import Catalog

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from contract.errors import ContractError, error_body
+from contract import ContractError, ErrorCode, error_body
 from inference_api.errors import (
     ClientGone,
     GenerationFailed,
@@ -48,7 +48,7 @@ def status_of(exc: InferenceError) -> int:
     return 500
 
 
-def error_json(code: str, message: str, exc: InferenceError | None = None) -> dict[str, Any]:
+def error_json(code: ErrorCode, message: str, exc: InferenceError | None = None) -> dict[str, Any]:
     fields = exc.fields if exc is not None else []
     if fields:
         body = ContractError(fields, code=code).to_dict()
@@ -65,7 +65,7 @@ def error_response(exc: InferenceError, retry_after: int) -> JSONResponse:
     return JSONResponse(error_json(exc.code, exc.message, exc), status_code=status, headers=headers)
 
 
-def plain_error(status: int, code: str, message: str, retry_after: int | None = None) -> JSONResponse:
+def plain_error(status: int, code: ErrorCode, message: str, retry_after: int | None = None) -> JSONResponse:
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse(error_json(code, message), status_code=status, headers=headers)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from contract.limits import DEFAULT_LIMITS
+from contract import DEFAULT_LIMITS
 
 L = DEFAULT_LIMITS
 MAX_SEED = 2**63 - 1

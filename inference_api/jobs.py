@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from contract.errors import FieldIssue
+from contract import FieldIssue
 from inference_api.catalog import ModelEntry
 from inference_api.errors import InvalidRequest, NotReady, invalid
 from inference_api.generation import GenerationJob, GenerationResult, prepare_mask

@@ -15,6 +15,7 @@ class Counters:
     out_of_memory: int = 0
     pipeline_seconds: float = 0.0
 
+
 _COUNTERS = {
     "requests": "generation requests received",
     "images": "images generated",

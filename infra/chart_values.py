@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contract.errors import FieldIssue
+from contract import FieldIssue
 from infra import naming
 from infra.config import DeploymentConfig, RuntimeConfig, deep_merge
 from infra.versions import COMMUNITY_RUNTIME_IMAGES

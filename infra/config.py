@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from contract.errors import FieldIssue
+from contract import FieldIssue
 from infra import naming
 
 DEFAULT_CONFIG_PATH = Path("config.yaml")

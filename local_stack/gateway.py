@@ -35,7 +35,7 @@ from types import FrameType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from contract import error_body
+from contract import ErrorCode, error_body
 from local_stack.gateway_events import GatewayRoute, Handler, HttpRequest, LambdaContext, rest_proxy_event
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         # Protocol errors caught by http.server itself (bad request line, header overflow): same JSON shape.
         self.close_connection = True
         status = HTTPStatus(code)
-        self._error(status, status.phrase.lower().replace(" ", "_").replace("-", "_"), message or status.phrase)
+        too_large = {HTTPStatus.REQUEST_URI_TOO_LONG, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE}
+        wire_code = ErrorCode.REQUEST_TOO_LARGE if status in too_large else ErrorCode.BAD_REQUEST
+        self._error(status, wire_code, message or status.phrase)
 
     def do_OPTIONS(self) -> None:
         # CORS pre-flight: browsers send it without the API key, so it is answered before any check.
@@ -208,7 +210,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         given = self.headers.get("x-api-key")
         key_id = self.owner.key_id(given)
         if key_id is None:
-            self._error(HTTPStatus.FORBIDDEN, "forbidden", "Forbidden")
+            self._error(HTTPStatus.FORBIDDEN, ErrorCode.FORBIDDEN, "Forbidden")
             return
         request = HttpRequest(
             method=self.command,
@@ -228,20 +230,23 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if allowed:
             methods = ", ".join(sorted({*allowed, "OPTIONS"}))
             self._error(
-                HTTPStatus.METHOD_NOT_ALLOWED, "method_not_allowed", f"use {methods} on this path", {"Allow": methods}
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                ErrorCode.METHOD_NOT_ALLOWED,
+                f"use {methods} on this path",
+                {"Allow": methods},
             )
             return
         if self.command in {"GET", "HEAD"} and (file := self.owner.static_file(path)) is not None:
             content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
             self._send(HTTPStatus.OK, file.read_bytes(), {"Content-Type": content_type, "Cache-Control": "no-cache"})
             return
-        self._error(HTTPStatus.NOT_FOUND, "not_found", "no such resource")
+        self._error(HTTPStatus.NOT_FOUND, ErrorCode.NOT_FOUND, "no such resource")
 
     def _read_body(self) -> bytes | None:
         """The request body; None when it was refused (an answer is already sent, the connection closes)."""
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             self.close_connection = True
-            self._error(HTTPStatus.LENGTH_REQUIRED, "length_required", "send the body with a Content-Length")
+            self._error(HTTPStatus.LENGTH_REQUIRED, ErrorCode.LENGTH_REQUIRED, "send the body with a Content-Length")
             return None
         raw = self.headers.get("Content-Length") or "0"
         try:
@@ -250,13 +255,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 raise ValueError(raw)
         except ValueError:
             self.close_connection = True
-            self._error(HTTPStatus.BAD_REQUEST, "bad_request", "Content-Length is not a number")
+            self._error(HTTPStatus.BAD_REQUEST, ErrorCode.BAD_REQUEST, "Content-Length is not a number")
             return None
         if length > MAX_BODY_BYTES:
             self.close_connection = True
             self._error(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                "request_too_large",
+                ErrorCode.REQUEST_TOO_LARGE,
                 f"payloads are limited to {MAX_BODY_BYTES} bytes; pass images as s3:// or https:// references",
             )
             return None
@@ -271,11 +276,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except Exception:
             # What API Gateway answers when the integration fails; the details stay in this process's log.
             log.exception("handler for %s %s failed", route.method, route.resource)
-            self._error(HTTPStatus.BAD_GATEWAY, "bad_gateway", "Internal server error")
+            self._error(HTTPStatus.BAD_GATEWAY, ErrorCode.BAD_GATEWAY, "Internal server error")
             return
         self._send(status, b"" if self.command == "HEAD" else body, headers)
 
-    def _error(self, status: HTTPStatus, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def _error(self, status: HTTPStatus, code: ErrorCode, message: str, headers: dict[str, str] | None = None) -> None:
         # The contract's error shape, plus API Gateway's own top-level "message" for clients that read it.
         body = {"message": message, **error_body(code, message)}
         self._send(status, json.dumps(body).encode(), {"Content-Type": "application/json", **(headers or {})})

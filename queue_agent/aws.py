@@ -15,6 +15,7 @@ import aioboto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from contract import ErrorCode
 from queue_agent.errors import JobError, PermanentError, TransientError
 
 # Standard retry mode already backs off on throttling and 5xx; the agent adds its own policy on top.
@@ -65,8 +66,8 @@ def classify(exc: BaseException, what: str) -> JobError:
     """Turn an AWS failure into the agent's transient/permanent kinds, keeping the service's own code."""
     code = error_code(exc) or type(exc).__name__
     if is_transient(exc):
-        return TransientError(f"{what}: {code}", code="aws_unavailable")
-    return PermanentError(f"{what}: {code}", code="aws_rejected")
+        return TransientError(f"{what}: {code}", code=ErrorCode.AWS_UNAVAILABLE)
+    return PermanentError(f"{what}: {code}", code=ErrorCode.AWS_REJECTED)
 
 
 @dataclass

@@ -8,13 +8,15 @@ happened, so the retry and finish logic never inspects foreign exception types.
 
 from __future__ import annotations
 
+from contract import ErrorCode
+
 
 class JobError(Exception):
     """Base class; ``code`` is the machine-readable error code sent in the notification."""
 
-    code = "job_error"
+    code: ErrorCode = ErrorCode.JOB_ERROR
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
@@ -27,9 +29,9 @@ class JobError(Exception):
 class TransientError(JobError):
     """``retry_after``: seconds the failing party asked us to wait (an HTTP ``Retry-After``), if any."""
 
-    code = "transient"
+    code: ErrorCode = ErrorCode.TRANSIENT
 
-    def __init__(self, message: str, *, code: str | None = None, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, code: ErrorCode | None = None, retry_after: float | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
 
@@ -39,11 +41,11 @@ class RuntimeInterrupted(TransientError):
     this into a cancel or a timeout; any other job caught by the same interrupt (merged into one batch
     with it) is simply tried again."""
 
-    code = "interrupted"
+    code: ErrorCode = ErrorCode.INTERRUPTED
 
 
 class PermanentError(JobError):
-    code = "rejected"
+    code: ErrorCode = ErrorCode.REJECTED
 
 
 class JobCancelled(Exception):

@@ -20,7 +20,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from contract import RefError, check_https_url, is_public_address
+from contract import ErrorCode, RefError, check_https_url, is_public_address
 from queue_agent.errors import PermanentError, TransientError
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -35,7 +35,7 @@ async def system_resolve(host: str, port: int) -> list[str]:
 
 
 class InputRefused(PermanentError):
-    code = "input_refused"
+    code: ErrorCode = ErrorCode.INPUT_REFUSED
 
 
 @dataclass
@@ -53,7 +53,7 @@ class HttpsFetcher:
                 return await self._follow(url)
         except TimeoutError:
             raise TransientError(
-                f"fetching the input took longer than {self.timeout:g}s", code="input_timeout"
+                f"fetching the input took longer than {self.timeout:g}s", code=ErrorCode.INPUT_TIMEOUT
             ) from None
 
     async def _follow(self, url: str) -> bytes:

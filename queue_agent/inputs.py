@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from contract import QueueMessage, RefError, RefKind, iter_image_fields, parse_image_ref
+from contract import ErrorCode, QueueMessage, RefError, RefKind, iter_image_fields, parse_image_ref
 from queue_agent.aws import classify, is_transient
 from queue_agent.errors import JobError, PermanentError
 from queue_agent.fetch import HttpsFetcher, InputRefused
@@ -71,4 +71,4 @@ class InputResolver:
         except ClientError as exc:
             if is_transient(exc):
                 raise classify(exc, f"reading s3://{bucket}/{key}") from None
-            raise PermanentError(f"cannot read s3://{bucket}/{key}", code="input_unreadable") from None
+            raise PermanentError(f"cannot read s3://{bucket}/{key}", code=ErrorCode.INPUT_UNREADABLE) from None

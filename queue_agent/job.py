@@ -10,8 +10,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from contract import ContractError, QueueMessage, parse_queue_body
-from contract.legacy import LEGACY_RUNTIME
+from contract import LEGACY_RUNTIME, ContractError, QueueMessage, parse_queue_body
 from queue_agent.errors import JobError
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

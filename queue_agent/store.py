@@ -18,8 +18,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from contract import QueueMessage, StatusRecord, TaskStatus, new_item, transition_update, utcnow
-from contract.status import STATUS_TTL_DAYS
+from contract import STATUS_TTL_DAYS, QueueMessage, StatusRecord, TaskStatus, new_item, transition_update, utcnow
 
 NOTIFIED_ATTR = "notified"
 

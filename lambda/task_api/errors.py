@@ -6,7 +6,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from contract import error_body
+from contract import ErrorCode, error_body
 
 # AWS answers that mean "try again shortly" rather than "this will never work".
 _TRANSIENT_CODES = frozenset(
@@ -32,7 +32,7 @@ class ApiError(Exception):
     def __init__(
         self,
         status: int,
-        code: str,
+        code: ErrorCode,
         message: str,
         *,
         extra: dict[str, Any] | None = None,
@@ -50,7 +50,7 @@ class ApiError(Exception):
 
 
 def unavailable(message: str) -> ApiError:
-    return ApiError(503, "service_unavailable", message, headers={"Retry-After": "1"})
+    return ApiError(503, ErrorCode.SERVICE_UNAVAILABLE, message, headers={"Retry-After": "1"})
 
 
 def is_conditional_failure(exc: BaseException) -> bool:
@@ -66,6 +66,6 @@ def from_aws_error(exc: BotoCoreError | ClientError, action: str) -> ApiError:
         http = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         if code in _TRANSIENT_CODES or http >= 500:
             return unavailable(f"{action} is temporarily unavailable; retry shortly")
-        return ApiError(500, "internal_error", f"{action} failed")
+        return ApiError(500, ErrorCode.INTERNAL_ERROR, f"{action} failed")
     # Connection refused, timeouts, DNS: the service is unreachable from here, which is transient too.
     return unavailable(f"{action} is temporarily unavailable; retry shortly")

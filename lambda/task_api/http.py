@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from contract import ContractError, error_body
+from contract import ContractError, ErrorCode, error_body
 from task_api.errors import ApiError, from_aws_error
 from task_api.observability import logger, tracer
 from task_api.settings import ConfigurationError
@@ -110,12 +110,12 @@ def _register_error_handlers(app: APIGatewayRestResolver) -> None:
     @app.exception_handler(NotFoundError)
     def _no_route(exc: NotFoundError) -> Response:
         event = app.current_event
-        return json_response(404, error_body("not_found", f"no route for {event.http_method} {event.resource}"))
+        return json_response(404, error_body(ErrorCode.NOT_FOUND, f"no route for {event.http_method} {event.resource}"))
 
     @app.exception_handler(ConfigurationError)
     def _misconfigured(exc: ConfigurationError) -> Response:
         logger.error("function misconfigured", extra={"reason": str(exc)})
-        return json_response(500, error_body("internal_error", "the service is misconfigured"))
+        return json_response(500, error_body(ErrorCode.INTERNAL_ERROR, "the service is misconfigured"))
 
     @app.exception_handler([BotoCoreError, ClientError])
     def _aws(exc: BotoCoreError | ClientError) -> Response:
@@ -128,4 +128,4 @@ def _register_error_handlers(app: APIGatewayRestResolver) -> None:
         # Logged with its traceback for operators; the client sees only the request id to quote.
         logger.exception("unhandled error")
         request_id = app.current_event.request_context.request_id
-        return json_response(500, error_body("internal_error", f"internal error (request id {request_id})"))
+        return json_response(500, error_body(ErrorCode.INTERNAL_ERROR, f"internal error (request id {request_id})"))

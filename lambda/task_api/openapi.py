@@ -15,9 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from contract import TaskRequest, TaskStatus
-from contract.legacy import LegacyRequest
-from contract.request import ID_PATTERN
+from contract import ID_PATTERN, LegacyRequest, TaskRequest, TaskStatus
 from task_api.routes import API_ROUTES
 from task_api.views import LegacySubmitResponse, SubmitResponse, TaskView
 

@@ -16,29 +16,31 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from contract import (
+    ID_PATTERN,
+    RUNTIME_TASKTYPES,
     SNS_MAX_MESSAGE_BYTES,
     ContractError,
+    ErrorCode,
     FieldIssue,
     QueueMessage,
     RefError,
     RefKind,
     StatusRecord,
     TaskStatus,
+    TaskType,
     cancel_request_update,
     iter_image_fields,
+    legacy_request,
     new_item,
     output_location,
     parse_image_ref,
+    parse_legacy_request,
     parse_request,
     split_s3_uri,
     to_queue_message,
     transition_update,
     utcnow,
 )
-from contract.legacy import parse_legacy_request
-from contract.messages import legacy_request
-from contract.request import ID_PATTERN
-from contract.tasks import RUNTIME_TASKTYPES, TaskType
 from task_api import aws
 from task_api.errors import ApiError, from_aws_error, unavailable
 from task_api.observability import logger, tracer
@@ -224,7 +226,7 @@ class TaskService:
         existing = StatusRecord.model_validate(item)
         if existing.fingerprint != record.fingerprint or existing.owner != record.owner:
             # Nothing about the other task (its status, its owner) is told: only that the id is in use.
-            raise ApiError(409, "conflict", f"task id {record.id} is already taken; submit with a new id")
+            raise ApiError(409, ErrorCode.CONFLICT, f"task id {record.id} is already taken; submit with a new id")
         logger.info("idempotent resubmit", extra={"status": existing.status.value})
         return Submitted(existing, created=False)
 
@@ -289,7 +291,10 @@ class TaskService:
         raise unavailable("the task queue is unavailable; the task was not accepted, retry shortly")
 
     def _mark_publish_failed(self, task_id: str) -> None:
-        error = {"code": "publish_failed", "message": "the task could not be queued; submit it again with a new id"}
+        error = {
+            "code": ErrorCode.PUBLISH_FAILED.value,
+            "message": "the task could not be queued; submit it again with a new id",
+        }
         try:
             self.store.update(transition_update(task_id, TaskStatus.FAILED, self.now(), extra={"error": error}))
         except (BotoCoreError, ClientError):
@@ -304,13 +309,13 @@ class TaskService:
     def _record(self, task_id: str, owner: str | None) -> StatusRecord:
         """The caller's task; another key's task is answered exactly like a missing one."""
         if not _ID_RE.match(task_id):
-            raise ApiError(404, "not_found", "no task with this id (ids are 1-64 letters, digits, '-' or '_')")
+            raise ApiError(404, ErrorCode.NOT_FOUND, "no task with this id (ids are 1-64 letters, digits, '-' or '_')")
         logger.append_keys(task_id=task_id)
         tracer.put_annotation("task_id", task_id)
         item = self.store.get(task_id)
         record = StatusRecord.model_validate(item) if item is not None else None
         if record is None or not _visible(record, owner):
-            raise ApiError(404, "not_found", f"no task with id {task_id}")
+            raise ApiError(404, ErrorCode.NOT_FOUND, f"no task with id {task_id}")
         return record
 
     # -- cancel -------------------------------------------------------------------------------------------------
@@ -335,7 +340,7 @@ class TaskService:
             else:
                 raise ApiError(
                     409,
-                    "task_finished",
+                    ErrorCode.TASK_FINISHED,
                     f"task {task_id} is already {record.status.value}; a finished task cannot be cancelled",
                     extra={"id": task_id, "status": record.status.value},
                 )
@@ -407,7 +412,7 @@ def _check_message_size(message: QueueMessage) -> None:
             "max_bytes",
             f"the task would be a {size}-byte queue message, over the {SNS_MAX_MESSAGE_BYTES}-byte limit; "
             "pass images as s3:// or https:// references instead of inline base64",
-            code="request_too_large",
+            code=ErrorCode.REQUEST_TOO_LARGE,
             status=413,
         )
 

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from contract.status import STATUS_TTL_DAYS
+from contract import STATUS_TTL_DAYS
 
 DEFAULT_PRESIGN_EXPIRES_SECONDS = 3600
 # S3 refuses presigned URLs that live longer than seven days.

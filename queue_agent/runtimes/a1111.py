@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from contract import QueueMessage, TaskType, set_at
+from contract import ErrorCode, QueueMessage, TaskType, set_at
 from queue_agent.errors import PermanentError
 from queue_agent.job import PreparedTask, RuntimeOutput, RuntimeResult
 from queue_agent.runtimes.base import (
@@ -80,7 +80,9 @@ class A1111Runtime:
 
     async def prepare(self, message: QueueMessage, inputs: dict[InputPath, bytes]) -> PreparedTask:
         if message.tasktype not in _ENDPOINTS:
-            raise PermanentError(f"tasktype {message.tasktype} needs a comfyui runtime", code="unsupported_tasktype")
+            raise PermanentError(
+                f"tasktype {message.tasktype} needs a comfyui runtime", code=ErrorCode.UNSUPPORTED_TASKTYPE
+            )
         payload = copy.deepcopy(message.content) if inputs else message.content
         for path, data in inputs.items():
             set_at(payload, path, base64.b64encode(data).decode())
@@ -135,7 +137,7 @@ def _same_checkpoint(current: Any, wanted: str) -> bool:
 
 def _result(tasktype: TaskType, body: Any) -> RuntimeResult:
     if not isinstance(body, dict):
-        raise PermanentError("runtime answered with an unexpected body", code="runtime_bad_response")
+        raise PermanentError("runtime answered with an unexpected body", code=ErrorCode.RUNTIME_BAD_RESPONSE)
     if tasktype is TaskType.EXTRA_SINGLE_IMAGE:
         images = [body.get("image")] if body.get("image") else []
     else:
@@ -143,7 +145,9 @@ def _result(tasktype: TaskType, body: Any) -> RuntimeResult:
     try:
         artifacts = [artifact_from_bytes(base64.b64decode(img)) for img in images if isinstance(img, str)]
     except ValueError:
-        raise PermanentError("runtime answered with an image that is not base64", code="runtime_bad_response") from None
+        raise PermanentError(
+            "runtime answered with an image that is not base64", code=ErrorCode.RUNTIME_BAD_RESPONSE
+        ) from None
     document: dict[str, Any] = {k: v for k, v in body.items() if k not in {"images", "image"}}
     parameters = document.get("parameters")
     if isinstance(parameters, dict):

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from contract import QueueMessage
+from contract import ErrorCode, QueueMessage
 from queue_agent.errors import PermanentError, RuntimeInterrupted, TransientError
 from queue_agent.job import Artifact, PreparedTask, RuntimeOutput
 
@@ -97,12 +97,12 @@ def check_response(response: httpx.Response, what: str) -> None:
     if status == 429 or status >= 500:
         raise TransientError(
             f"{what}: runtime answered {status}{detail}",
-            code="runtime_unavailable",
+            code=ErrorCode.RUNTIME_UNAVAILABLE,
             retry_after=retry_after(response.headers.get("retry-after")),
         )
     if status == 409 and _error_code(response) == "interrupted":
         raise RuntimeInterrupted(f"{what}: the runtime interrupted the call")
-    raise PermanentError(f"{what}: runtime rejected the task ({status}){detail}", code="runtime_rejected")
+    raise PermanentError(f"{what}: runtime rejected the task ({status}){detail}", code=ErrorCode.RUNTIME_REJECTED)
 
 
 def retry_after(value: str | None) -> float | None:
@@ -163,7 +163,7 @@ def dispatch_trace(on_dispatch: OnDispatch | None) -> dict[str, Any]:
 
 
 def unreachable(what: str, exc: Exception) -> TransientError:
-    return TransientError(f"{what}: runtime unreachable ({type(exc).__name__})", code="runtime_unavailable")
+    return TransientError(f"{what}: runtime unreachable ({type(exc).__name__})", code=ErrorCode.RUNTIME_UNAVAILABLE)
 
 
 async def poll_until(probe: Any, limit: float, interval: float = 0.5) -> None:
@@ -182,4 +182,6 @@ def json_body(response: httpx.Response, what: str) -> Any:
     try:
         return response.json()
     except ValueError:
-        raise PermanentError(f"{what}: runtime answered with invalid JSON", code="runtime_bad_response") from None
+        raise PermanentError(
+            f"{what}: runtime answered with invalid JSON", code=ErrorCode.RUNTIME_BAD_RESPONSE
+        ) from None

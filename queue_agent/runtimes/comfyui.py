@@ -21,7 +21,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from contract import QueueMessage, TaskType, set_at
+from contract import ErrorCode, QueueMessage, TaskType, set_at
 from queue_agent.errors import PermanentError, RuntimeInterrupted, TransientError
 from queue_agent.job import Artifact, PreparedTask, RuntimeOutput, RuntimeResult
 from queue_agent.runtimes.base import (
@@ -68,7 +68,7 @@ class _Events:
                 last = exc
                 await asyncio.sleep(self._delay * (attempt + 1))
         raise TransientError(
-            f"comfyui websocket unreachable ({type(last).__name__})", code="runtime_unavailable"
+            f"comfyui websocket unreachable ({type(last).__name__})", code=ErrorCode.RUNTIME_UNAVAILABLE
         ) from None
 
     async def next(self, quiet: float) -> dict[str, Any] | None:
@@ -146,7 +146,9 @@ class ComfyUIRuntime:
     async def prepare(self, message: QueueMessage, inputs: dict[InputPath, bytes]) -> PreparedTask:
         """Upload referenced images (ComfyUI serves uploads while it executes another prompt)."""
         if message.tasktype is not TaskType.PIPELINE:
-            raise PermanentError(f"comfyui runs pipeline tasks, not {message.tasktype}", code="unsupported_tasktype")
+            raise PermanentError(
+                f"comfyui runs pipeline tasks, not {message.tasktype}", code=ErrorCode.UNSUPPORTED_TASKTYPE
+            )
         workflow = copy.deepcopy(message.content) if inputs else message.content
         for path, data in inputs.items():
             set_at(workflow, path, await self._upload(f"{message.id}-{'-'.join(map(str, path))}.png", data))
@@ -218,7 +220,7 @@ class ComfyUIRuntime:
         check_response(resp, "prompt")
         prompt_id = json_body(resp, "prompt").get("prompt_id")
         if not isinstance(prompt_id, str):
-            raise PermanentError("comfyui did not return a prompt_id", code="runtime_bad_response")
+            raise PermanentError("comfyui did not return a prompt_id", code=ErrorCode.RUNTIME_BAD_RESPONSE)
         return prompt_id
 
     async def _wait(self, prompt_id: str, events: _Events) -> dict[str, Any]:
@@ -306,7 +308,7 @@ def _checked(entry: dict[str, Any]) -> dict[str, Any]:
                 raise _execution_error(data)
             if name == "execution_interrupted":
                 raise RuntimeInterrupted("comfyui interrupted the prompt")
-        raise PermanentError("comfyui reported an error running the workflow", code="runtime_rejected")
+        raise PermanentError("comfyui reported an error running the workflow", code=ErrorCode.RUNTIME_REJECTED)
     return entry
 
 
@@ -314,5 +316,5 @@ def _execution_error(data: dict[str, Any]) -> Exception:
     kind = str(data.get("exception_type", ""))
     message = f"node {data.get('node_id')} ({data.get('node_type')}): {data.get('exception_message', kind)}".strip()
     if "OutOfMemory" in kind:
-        return TransientError(f"comfyui ran out of memory: {message}", code="runtime_unavailable")
-    return PermanentError(f"comfyui failed the workflow: {message}", code="runtime_rejected")
+        return TransientError(f"comfyui ran out of memory: {message}", code=ErrorCode.RUNTIME_UNAVAILABLE)
+    return PermanentError(f"comfyui failed the workflow: {message}", code=ErrorCode.RUNTIME_REJECTED)

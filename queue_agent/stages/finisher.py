@@ -27,7 +27,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from contract import ErrorInfo, Notification, TaskStatus, notification_status, output_location
+from contract import ErrorCode, ErrorInfo, Notification, TaskStatus, notification_status, output_location
 from queue_agent.context import AgentContext
 from queue_agent.errors import JobError, PermanentError, TransientError
 from queue_agent.job import Disposition, Ended, Job, Outcome, Span, StoredResult
@@ -214,7 +214,9 @@ class Finisher:
         # The record reached a terminal state (maybe not ours: a cancel won the race) but nobody
         # announced it, e.g. an earlier attempt crashed between the status write and the publish.
         recorded = StoredResult(state.image_url, state.output_url) if state.output_url else stored
-        recorded_error = JobError(state.error["message"], code=state.error["code"]) if state.error else error
+        recorded_error = (
+            JobError(state.error["message"], code=ErrorCode.parse(state.error["code"])) if state.error else error
+        )
         await self._announce(job, outcome, state.status, recorded, recorded_error)
 
     async def _announce(

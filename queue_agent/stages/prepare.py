@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from contract import TaskStatus
+from contract import ErrorCode, TaskStatus
 from queue_agent.aws import classify
 from queue_agent.context import AgentContext
 from queue_agent.errors import PermanentError, TransientError
@@ -20,13 +20,15 @@ log = logging.getLogger(__name__)
 async def prepare(ctx: AgentContext, job: Job) -> PreparedTask | Outcome:
     """A PreparedTask: run it. An Outcome: finish it without running."""
     if job.contract_error is not None:
-        return Outcome(Disposition.FAILED, error=PermanentError(str(job.contract_error), code="invalid_message"))
+        return Outcome(
+            Disposition.FAILED, error=PermanentError(str(job.contract_error), code=ErrorCode.INVALID_MESSAGE)
+        )
     message = job.message
     assert message is not None
     if message.runtime != ctx.settings.runtime_name:
         # A subscription filter is wrong somewhere; say so loudly instead of running the wrong model.
         wrong = f"task is for runtime {message.runtime!r}, this queue serves {ctx.settings.runtime_name!r}"
-        return Outcome(Disposition.FAILED, error=PermanentError(wrong, code="wrong_runtime"))
+        return Outcome(Disposition.FAILED, error=PermanentError(wrong, code=ErrorCode.WRONG_RUNTIME))
     try:
         decided = await _earlier_outcome(ctx, job)
         if decided is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from contract import ErrorCode
 from queue_agent.context import AgentContext
 from queue_agent.errors import TransientError
 from queue_agent.job import Disposition, Ended, Job, Outcome, Ready
@@ -115,7 +116,9 @@ class Receiver:
             except Exception:
                 # Never drop a held message on the floor: the heartbeat would keep it invisible forever.
                 log.exception("preparing the job failed unexpectedly")
-                prepared = Outcome(Disposition.RETRY_LATER, error=TransientError("prepare failed", code="internal"))
+                prepared = Outcome(
+                    Disposition.RETRY_LATER, error=TransientError("prepare failed", code=ErrorCode.INTERNAL)
+                )
             if isinstance(prepared, Outcome):
                 self.slots.give_back()
                 await self.to_finisher.put(Ended(job, prepared))

@@ -31,7 +31,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 
-from contract import TaskStatus
+from contract import ErrorCode, TaskStatus
 from queue_agent.context import AgentContext
 from queue_agent.errors import JobCancelled, PermanentError, RuntimeInterrupted, TransientError
 from queue_agent.job import Disposition, Ended, Job, Outcome, PreparedTask, Ready, RuntimeOutput, Span
@@ -241,7 +241,7 @@ class Runner:
             if not timeout.expired():
                 raise
             await self._interrupt(call)
-            error = PermanentError(f"job ran longer than {ctx.settings.job_timeout:g}s", code="timeout")
+            error = PermanentError(f"job ran longer than {ctx.settings.job_timeout:g}s", code=ErrorCode.TIMEOUT)
             outcome = Outcome(Disposition.FAILED, error=error)
         except RuntimeInterrupted as exc:
             # Interrupted on our behalf but the watcher had not flagged it yet, or retries ran out.
@@ -255,7 +255,9 @@ class Runner:
         except Exception as exc:
             # A bug of ours or an adapter surprise: let SQS try again; the DLQ bounds the damage.
             log.exception("runtime call failed unexpectedly")
-            outcome = Outcome(Disposition.RETRY_LATER, error=TransientError(type(exc).__name__, code="internal"))
+            outcome = Outcome(
+                Disposition.RETRY_LATER, error=TransientError(type(exc).__name__, code=ErrorCode.INTERNAL)
+            )
         finally:
             if call.work is not None and not call.work.done():
                 call.work.cancel()

@@ -15,8 +15,9 @@ import boto3
 import pytest
 from task_api import app, cancel, observability, status, submit
 
-from contract import TaskStatus, fingerprint, parse_request, transition_update
+from contract import TaskStatus, parse_request, transition_update
 from contract.limits import MAX_REQUEST_BYTES
+from contract.messages import fingerprint
 from local_stack.ports import free_port
 from tests.conftest import SHARED_FIXTURES, TEST_FIXTURES
 from tests.integration import test_api_support as support
