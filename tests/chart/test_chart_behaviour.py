@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.chart.harness import CONFIG_SET_NAMES, RenderCache, Rendered, iter_containers, tolerates
+from tests.chart.harness import CONFIG_SET_NAMES, Helm, RenderCache, Rendered, ValueSet, iter_containers, tolerates
 
 # The replaced sample's agent environment plus ours (the conventions every engineer codes against).
 AGENT_ENV = {
@@ -131,8 +131,9 @@ def test_keda_scales_the_deployment_on_its_queue(rendered: Rendered) -> None:
         assert deployment["spec"]["replicas"] == 2
         return
     spec = scaled[0]["spec"]
-    # KEDA owns the replica count; a replicas field would fight it on every upgrade.
-    assert "replicas" not in deployment["spec"]
+    # KEDA owns the replica count: a fresh install starts at minReplicaCount (0: no GPU node before the first task),
+    # an upgrade keeps the live count (looked up in the cluster, so `helm template` shows the install value).
+    assert deployment["spec"]["replicas"] == spec.get("minReplicaCount", 0)
     assert spec["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     (trigger,) = spec["triggers"]
     assert trigger["type"] == "aws-sqs-queue"
@@ -231,6 +232,34 @@ def test_diffusers_runtime_defaults(rendered_sets: RenderCache) -> None:
     devices = {m["deviceName"]: m for m in node_class["blockDeviceMappings"]}
     assert set(devices) == {"/dev/xvda", "/dev/xvdb"} and devices["/dev/xvdb"]["rootVolume"] is True
     assert "snapshotID" not in devices["/dev/xvdb"]["ebs"]
+    assert devices["/dev/xvda"]["ebs"]["volumeSize"] == "20Gi"
+    # Bottlerocket's NVIDIA variants run their own device plugin: the cluster's DaemonSet must stay off.
+    assert "sd-async/device-plugin" not in pool["template"]["metadata"]["labels"]
+    # Headroom for converting a 7 GB SDXL single file (weights held twice during conversion).
+    assert _gib(runtime["resources"]["limits"]["memory"]) >= 24
+    # The X-Ray daemon reads EKS Pod Identity credentials from 3.6.0 on (AWS SDK for Go v2).
+    xray = out.container("xray-daemon")["image"]
+    assert tuple(int(p) for p in xray.rsplit(":", 1)[1].split(".")) >= (3, 6, 0)
+
+
+def _gib(quantity: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)(Gi|Mi)", quantity).groups()  # type: ignore[union-attr]
+    return int(number) / (1024 if unit == "Mi" else 1)
+
+
+@pytest.mark.parametrize(
+    ("extra", "size"), [((), "150Gi"), (("--set", "karpenter.nodeTemplate.osVolume.volumeSize=120Gi"), "120Gi")]
+)
+def test_other_node_families_get_a_large_root_and_the_device_plugin_label(
+    helm: Helm, value_sets: dict[str, ValueSet], extra: tuple[str, ...], size: str
+) -> None:
+    out = helm.render(value_sets["required"], "--set", "karpenter.nodeTemplate.amiFamily=AL2023", *extra)
+    labels = out.one("NodePool")["spec"]["template"]["metadata"]["labels"]
+    # The CDK installs NVIDIA's device plugin onto nodes with this label (infra/cluster.py).
+    assert labels["sd-async/device-plugin"] == "nvidia"
+    (root,) = out.one("EC2NodeClass")["spec"]["blockDeviceMappings"]
+    assert root["deviceName"] == "/dev/xvda" and root["rootVolume"] is True
+    assert root["ebs"]["volumeSize"] == size
 
 
 def test_spot_only(rendered_sets: RenderCache) -> None:
@@ -249,6 +278,7 @@ def test_spot_only(rendered_sets: RenderCache) -> None:
     assert node_class["instanceStorePolicy"] == "RAID0"
     (root,) = node_class["blockDeviceMappings"]
     assert root["deviceName"] == "/dev/xvda" and root["rootVolume"] is True and root["ebs"]["volumeSize"] == "200Gi"
+    assert pool["template"]["metadata"]["labels"]["sd-async/device-plugin"] == "nvidia"
 
 
 def test_dynamic_model(rendered_sets: RenderCache) -> None:

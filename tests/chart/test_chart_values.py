@@ -34,6 +34,10 @@ def test_bare_defaults_name_every_missing_identity_value(helm: Helm) -> None:
         ("--set-string", "karpenter.provisioner.instanceType=g5.xlarge", "/karpenter/provisioner/instanceType"),
         ("--set", "karpenter.nodeTemplate.osVolume.volumeSize=10GB", "/karpenter/nodeTemplate/osVolume/volumeSize"),
         ("--set", "karpenter.nodeTemplate.amiFamily=Ubuntu", "/karpenter/nodeTemplate/amiFamily"),
+        # EKS publishes no AL2 AMIs for Kubernetes 1.33 and later.
+        ("--set", "karpenter.nodeTemplate.amiFamily=AL2", "/karpenter/nodeTemplate/amiFamily"),
+        # KEDA reads a workload's identity only through IRSA; this chart's pods use EKS Pod Identity.
+        ("--set", "runtime.scaling.auth.identityOwner=workload", "/runtime/scaling/auth/identityOwner"),
         ("--set", "global.awsRegion=US West", "/global/awsRegion"),
         ("--set", "runtime.queueAgent.sqsQueueUrl=sdoneks-queue", "/runtime/queueAgent/sqsQueueUrl"),
         ("--set", "runtime.jobTimeoutSeconds=0", "/runtime/jobTimeoutSeconds"),
@@ -91,13 +95,17 @@ def test_grace_period_derived_or_explicit(
             "at least one of spot and onDemand must be true",
         ),
         (
-            "runtime.scaling.auth.roleArn=arn:aws:iam::123456789012:role/k,runtime.scaling.auth.identityOwner=workload",
+            "runtime.scaling.auth.roleArn=arn:aws:iam::123456789012:role/k,runtime.scaling.auth.identityOwner=keda",
             "roleArn and runtime.scaling.auth.identityOwner are mutually exclusive",
         ),
         ("karpenter.nodeTemplate.instanceProfile=p", "iamRole and instanceProfile are mutually exclusive"),
         ("runtime.type=sdwebui", "runtime.inferenceApi.image.repository is required for runtime type sdwebui"),
         ("runtime.scaling.minReplicaCount=5,runtime.scaling.maxReplicaCount=2", "must not exceed"),
         ("karpenter.nodeTemplate.amiFamily=Custom", "amiSelectorTerms is required when amiFamily is Custom"),
+        (
+            "karpenter.nodeTemplate.amiFamily=AL2023,karpenter.nodeTemplate.osVolume.volumeSize=40Gi",
+            "osVolume.volumeSize (40Gi) must be at least 100Gi with amiFamily AL2023",
+        ),
         ("metrics.serviceMonitor.enabled=true,metrics.service.enabled=false", "needs metrics.service"),
     ],
 )

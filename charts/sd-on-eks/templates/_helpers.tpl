@@ -206,6 +206,12 @@ Included by the Deployment, which every release renders.
 {{- if and (eq $k.nodeTemplate.amiFamily "Custom") (not $k.nodeTemplate.amiSelectorTerms) -}}
 {{- $errors = append $errors "karpenter.nodeTemplate.amiSelectorTerms is required when amiFamily is Custom" -}}
 {{- end -}}
+{{- if ne $k.nodeTemplate.amiFamily "Bottlerocket" -}}
+{{- $size := include "sd.osVolumeSize" . -}}
+{{- if and (regexMatch "^[0-9]+(Gi|G)$" $size) (lt (int (regexFind "^[0-9]+" $size)) 100) -}}
+{{- $errors = append $errors (printf "karpenter.nodeTemplate.osVolume.volumeSize (%s) must be at least 100Gi with amiFamily %s: the root volume holds the runtime images and pod storage" $size $k.nodeTemplate.amiFamily) -}}
+{{- end -}}
+{{- end -}}
 {{- if and $k.nodeTemplate.iamRole $k.nodeTemplate.instanceProfile -}}
 {{- $errors = append $errors "karpenter.nodeTemplate.iamRole and instanceProfile are mutually exclusive" -}}
 {{- end -}}
@@ -216,6 +222,12 @@ Included by the Deployment, which every release renders.
 {{- if $errors -}}
 {{- fail (printf "\n  - %s" (join "\n  - " $errors)) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The OS (Bottlerocket) or root (other families) volume size: the value, else the family's default. */}}
+{{- define "sd.osVolumeSize" -}}
+{{- $n := .Values.karpenter.nodeTemplate -}}
+{{- default (ternary "20Gi" "150Gi" (eq $n.amiFamily "Bottlerocket")) $n.osVolume.volumeSize -}}
 {{- end -}}
 
 {{/* An EBS block device from a values map, leaving out unset fields (snapshotID: "" means none). */}}
