@@ -48,7 +48,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy contract queue_agent inference_api infra sdq local_stack lambda/task_api
+	$(VENV)/bin/mypy contract queue_agent inference_api infra sdq local_stack lambda/task_api lambda/karpenter_cleanup
 	helm lint --strict charts/sd-on-eks
 
 demo: setup

@@ -94,12 +94,25 @@ def chart_values(config: DeploymentConfig, runtime: RuntimeConfig, wiring: Runti
     return deep_merge(defaults, runtime.extra_values, owned)
 
 
+# The chart's default node family (charts/sd-on-eks/values.yaml karpenter.nodeTemplate.amiFamily).
+DEFAULT_NODE_FAMILY = "Bottlerocket"
+
+
+def node_family(runtime: RuntimeConfig) -> str | None:
+    """The AMI family of the runtime's GPU nodes, or None where its release launches no nodes of its own."""
+    if runtime.extra_value("karpenter", "enabled", default=True) is False:
+        return None
+    return str(runtime.extra_value("karpenter", "nodeTemplate", "amiFamily", default=DEFAULT_NODE_FAMILY))
+
+
+def needs_device_plugin(config: DeploymentConfig) -> bool:
+    """Bottlerocket's NVIDIA variants run the device plugin themselves; every other family needs NVIDIA's."""
+    return any(family not in (None, "Bottlerocket") for family in map(node_family, config.models_runtime))
+
+
 def image_overridden(runtime: RuntimeConfig, component: str) -> bool:
     """Whether extraValues names its own image for ``runtime.<component>``: then nothing needs building."""
-    node: Any = runtime.extra_values
-    for key in ("runtime", component, "image", "repository"):
-        node = node.get(key) if isinstance(node, dict) else None
-    return bool(node)
+    return bool(runtime.extra_value("runtime", component, "image", "repository"))
 
 
 CHART_SCHEMA = Path(__file__).resolve().parent.parent / "charts" / "sd-on-eks" / "values.schema.json"

@@ -17,12 +17,15 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
 from constructs import Construct
 
 from infra import nag, naming, versions
+from infra.chart_values import needs_device_plugin
 from infra.config import DeploymentConfig
+from infra.karpenter_cleanup import KarpenterCleanup
 
 # Taints every GPU node carries (the chart's NodePool sets them); cluster daemons that must also run on GPU
 # nodes tolerate them.
@@ -35,6 +38,8 @@ KARPENTER_SERVICE_ACCOUNT = "karpenter"
 KEDA_NAMESPACE = "keda"
 KEDA_SERVICE_ACCOUNT = "keda-operator"
 S3_CSI_SERVICE_ACCOUNT = "s3-csi-driver-sa"
+# The label the chart's NodePool puts on GPU nodes that are not Bottlerocket (which runs its own device plugin).
+DEVICE_PLUGIN_NODE_LABEL = "sd-async/device-plugin"
 CLOUDWATCH_NAMESPACE = "amazon-cloudwatch"
 CLOUDWATCH_SERVICE_ACCOUNT = "cloudwatch-agent"
 POD_IDENTITY_PRINCIPAL = "pods.eks.amazonaws.com"
@@ -102,10 +107,20 @@ class Cluster(Construct):
         )
         self.node_role = self._karpenter_node_role()
         self.interruption_queue = self._interruption_queue()
+        self.spot_role = self._spot_service_linked_role()
         self.karpenter = self._karpenter()
+        self.capacity_cleanup = KarpenterCleanup(
+            self,
+            "KarpenterCleanup",
+            cluster=self.cluster,
+            cluster_name=self.name,
+            karpenter=self.karpenter,
+            job_timeout_seconds=config.job_timeout_seconds,
+        ).resource
         self.keda = self._keda(scaled_queues)
         self._s3_csi_driver()
         self._dcgm_exporter()
+        self.device_plugin = self._nvidia_device_plugin() if needs_device_plugin(config) else None
         self._cloudwatch_observability()
         self._acknowledge_cdk_internals()
 
@@ -173,7 +188,6 @@ class Cluster(Construct):
                 *map(nag.managed_policy, KARPENTER_NODE_POLICIES),
             ),
         )
-        self.instance_profile = iam.CfnInstanceProfile(self, "KarpenterInstanceProfile", roles=[role.role_name])
         # Nodes join the cluster through an access entry (no aws-auth ConfigMap).
         eks.CfnAccessEntry(
             self,
@@ -215,6 +229,20 @@ class Cluster(Construct):
             events.Rule(self, f"Karpenter{rule_id}", event_pattern=pattern, targets=[targets.SqsQueue(queue)])
         return queue
 
+    def _spot_service_linked_role(self) -> iam.CfnServiceLinkedRole | None:
+        """AWSServiceRoleForEC2Spot: spot launches need it, and the Karpenter controller may not create it."""
+        if not self.config.create_spot_service_linked_role:
+            return None
+        role = iam.CfnServiceLinkedRole(
+            self,
+            "SpotServiceLinkedRole",
+            aws_service_name="spot.amazonaws.com",
+            description="Lets EC2 launch and manage spot instances for Karpenter",
+        )
+        # Account-wide and possibly used by other workloads: a stack deletion must not remove it.
+        role.apply_removal_policy(RemovalPolicy.RETAIN)
+        return role
+
     def _karpenter(self) -> eks.HelmChart:
         role = pod_identity_role(self, "KarpenterControllerRole", "Karpenter controller (EKS Pod Identity)")
         stack = Stack.of(self)
@@ -249,6 +277,8 @@ class Cluster(Construct):
             wait=True,
         )
         chart.node.add_dependency(association, self.system_nodes)
+        if self.spot_role is not None:
+            chart.node.add_dependency(self.spot_role)
         return chart
 
     def _keda(self, scaled_queues: list[sqs.IQueue]) -> eks.HelmChart:
@@ -321,6 +351,35 @@ class Cluster(Construct):
             },
         )
 
+    def _nvidia_device_plugin(self) -> eks.HelmChart:
+        """NVIDIA's device plugin for GPU nodes of families other than Bottlerocket (AL2023, custom AMIs).
+
+        Without it `nvidia.com/gpu` never appears on those nodes, runtime pods never schedule and Karpenter keeps
+        replacing nodes. It runs only where the chart's NodePool put DEVICE_PLUGIN_NODE_LABEL, never on
+        Bottlerocket, whose NVIDIA variants run their own.
+        """
+        selector = {"key": DEVICE_PLUGIN_NODE_LABEL, "operator": "In", "values": ["nvidia"]}
+        return self.helm(
+            "NvidiaDevicePlugin",
+            chart="nvidia-device-plugin",
+            repository=versions.NVIDIA_DEVICE_PLUGIN_REPOSITORY,
+            version=versions.NVIDIA_DEVICE_PLUGIN_VERSION,
+            namespace="nvidia-device-plugin",
+            create_namespace=True,
+            release="nvidia-device-plugin",
+            values={
+                "tolerations": GPU_TOLERATIONS,
+                # Replaces the chart's default affinity (node feature discovery labels, which nothing sets here).
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchExpressions": [selector]}]
+                        }
+                    }
+                },
+            },
+        )
+
     def _cloudwatch_observability(self) -> None:
         role = pod_identity_role(self, "CloudWatchAgentRole", "CloudWatch agent and Fluent Bit (Container Insights)")
         role.add_managed_policy(iam.ManagedPolicy.from_aws_managed_policy_name("CloudWatchAgentServerPolicy"))
@@ -361,7 +420,17 @@ class Cluster(Construct):
             ),
         )
         addon.node.add_dependency(self.pod_identity_agent)
-        self.application_log_group_name = f"/aws/containerinsights/{self.name}/application"
+        # Fluent Bit writes pod logs here. Owning the group fixes its retention and lets metric filters exist
+        # before the first pod logs. The add-on depends on it: created first, so Fluent Bit never creates it
+        # (which would make this creation fail); deleted last, so Fluent Bit cannot recreate it after deletion.
+        self.application_log_group = logs.LogGroup(
+            self,
+            "ApplicationLogs",
+            log_group_name=f"/aws/containerinsights/{self.name}/application",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        addon.node.add_dependency(self.application_log_group)
 
     def _acknowledge_cdk_internals(self) -> None:
         """Findings on what the CDK EKS library creates for itself (cluster role, kubectl provider)."""
@@ -438,6 +507,7 @@ _KARPENTER_REASONS = {
     "CreateInstanceProfiles": "Karpenter names instance profiles itself; creation requires the ownership tag.",
     "ManageOwnedInstanceProfiles": "Changes limited to instance profiles tagged as owned by this cluster.",
     "ReadInstanceProfiles": "Read-only lookups of instance profiles whose names Karpenter generated.",
+    "ListInstanceProfiles": "iam:ListInstanceProfiles supports no resource scoping (IAM List actions need '*').",
 }
 
 
@@ -559,10 +629,10 @@ def karpenter_controller_statements(
             conditions={"StringEquals": {owned_resource: "owned"}},
         ),
         iam.PolicyStatement(
-            sid="ReadInstanceProfiles",
-            actions=["iam:GetInstanceProfile", "iam:ListInstanceProfiles"],
-            resources=[instance_profiles],
+            sid="ReadInstanceProfiles", actions=["iam:GetInstanceProfile"], resources=[instance_profiles]
         ),
+        # List actions take no resource scoping: a resource ARN here makes every call AccessDenied.
+        iam.PolicyStatement(sid="ListInstanceProfiles", actions=["iam:ListInstanceProfiles"], resources=["*"]),
         iam.PolicyStatement(sid="DescribeCluster", actions=["eks:DescribeCluster"], resources=[cluster_arn]),
     ]
     return [(statement, _KARPENTER_REASONS.get(statement.sid or "", "")) for statement in statements]

@@ -191,6 +191,15 @@ class RuntimeConfig(_Model):
     def _chart_version(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
+    def extra_value(self, *path: str, default: Any = None) -> Any:
+        """A value under ``extraValues``, or ``default`` where any part of the path is missing."""
+        node: Any = self.extra_values
+        for key in path:
+            if not isinstance(node, dict) or key not in node:
+                return default
+            node = node[key]
+        return node
+
     @model_validator(mode="after")
     def _routing(self) -> RuntimeConfig:
         if self.legacy_model_routing and not self.model_filename:
@@ -353,6 +362,10 @@ class DeploymentConfig(_Model):
     input_buckets: list[str] = Field(default_factory=list, alias="inputBuckets")
     # IAM roles that get cluster-admin access entries (operators running kubectl); the deploying role does not.
     cluster_admin_role_arns: list[str] = Field(default_factory=list, alias="clusterAdminRoleArns")
+    # Create the account-wide AWSServiceRoleForEC2Spot service-linked role, which spot launches need and the
+    # Karpenter controller may not create. Off by default: creating it fails where the account already has it
+    # (`sdq doctor` tells which case applies).
+    create_spot_service_linked_role: bool = Field(default=False, alias="createSpotServiceLinkedRole")
 
     @model_validator(mode="before")
     @classmethod
@@ -449,6 +462,7 @@ def _check_cross_fields(cfg: DeploymentConfig) -> list[FieldIssue]:
                     f"{_MAX_QUEUE_NAME}",
                 )
             )
+        issues.extend(_chart_value_rules(index, runtime))
         if runtime.type == "comfyui" and runtime.dynamic_model:
             issues.append(
                 FieldIssue(
@@ -457,6 +471,31 @@ def _check_cross_fields(cfg: DeploymentConfig) -> list[FieldIssue]:
                     f"dynamicModel is not supported by runtime type {runtime.type!r} (the workflow picks the model)",
                 )
             )
+    return issues
+
+
+def _chart_value_rules(index: int, runtime: RuntimeConfig) -> list[FieldIssue]:
+    """extraValues that the chart schema refuses too, explained here in deployment terms."""
+    issues = []
+    extra = f"modelsRuntime[{index}].extraValues"
+    if runtime.extra_value("karpenter", "nodeTemplate", "amiFamily") == "AL2":
+        issues.append(
+            FieldIssue(
+                f"{extra}.karpenter.nodeTemplate.amiFamily",
+                "unsupported",
+                "AL2 is not supported: EKS publishes no AL2 AMIs for Kubernetes 1.33 and later; use Bottlerocket "
+                "(the default) or AL2023",
+            )
+        )
+    if runtime.extra_value("runtime", "scaling", "auth", "identityOwner") == "workload":
+        issues.append(
+            FieldIssue(
+                f"{extra}.runtime.scaling.auth.identityOwner",
+                "unsupported",
+                "'workload' cannot work here: KEDA reads a workload's identity only through IRSA, and this "
+                "deployment uses EKS Pod Identity; leave it empty (KEDA's own identity) or set 'keda'",
+            )
+        )
     return issues
 
 

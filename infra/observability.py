@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -32,7 +32,8 @@ class ObservedResources:
     topics: dict[str, sns.ITopic]
     functions: dict[str, lambda_.IFunction]
     api: apigw.RestApi
-    application_log_group_name: str
+    # Container Insights' application log group (created beside the CloudWatch add-on, infra/cluster.py).
+    application_log_group: logs.ILogGroup
 
 
 class Observability(Construct):
@@ -110,16 +111,8 @@ class Observability(Construct):
         self.dashboard.add_widgets(cw.GraphWidget(title="Failed SNS deliveries", left=widgets, width=12))
 
     def _agent_errors(self, observed: ObservedResources) -> None:
-        # Container Insights (Fluent Bit) writes pod logs here; owning the group fixes its retention and lets
-        # the metric filter exist before the first pod logs. The agent logs one JSON object per line.
-        group = logs.LogGroup(
-            self,
-            "ApplicationLogs",
-            log_group_name=observed.application_log_group_name,
-            retention=logs.RetentionDays.ONE_MONTH,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        metric_filter = group.add_metric_filter(
+        # Container Insights (Fluent Bit) writes pod logs here; the agent logs one JSON object per line.
+        metric_filter = observed.application_log_group.add_metric_filter(
             "AgentErrors",
             filter_pattern=logs.FilterPattern.all(
                 logs.FilterPattern.string_value("$.kubernetes.container_name", "=", "queue-agent"),

@@ -195,3 +195,5 @@ class Runtimes(Construct):
         # The chart creates NodePool/EC2NodeClass (Karpenter CRDs), a ScaledObject (KEDA CRD) and a Mountpoint
         # volume (CSI driver): each must exist before the release applies.
         release.node.add_dependency(association, cluster.karpenter, cluster.keda, cluster.s3_csi_driver)
+        # Uninstalled before the capacity cleanup runs (which then waits for this release's nodes to go).
+        release.node.add_dependency(cluster.capacity_cleanup)

@@ -79,7 +79,7 @@ class SdAsyncStack(Stack):
                 topics={"tasks": messaging.tasks_topic, "results": messaging.results_topic},
                 functions=dict(api.functions),
                 api=api.api,
-                application_log_group_name=cluster.application_log_group_name,
+                application_log_group=cluster.application_log_group,
             ),
         )
         self.messaging, self.storage, self.api, self.cluster, self.runtimes = messaging, storage, api, cluster, runtimes
@@ -99,10 +99,6 @@ class SdAsyncStack(Stack):
             "OutputBucket": (self.storage.output_bucket.bucket_name, "Generated images and .out files"),
             "StatusTable": (api.table.table_name, "Task status records"),
             "ClusterName": (self.cluster.name, "EKS cluster"),
-            "KubeconfigCommand": (
-                f"aws eks update-kubeconfig --name {self.cluster.name} --region {self.region}",
-                "Configures kubectl for the cluster",
-            ),
         }
         # The replaced sample's output names, which its scripts read: the same values under the old names.
         # FrontApiEndpoint has no trailing slash, so that its "{endpoint}/v1alpha2/" has no doubled slash.
@@ -117,7 +113,6 @@ class SdAsyncStack(Stack):
                 outputs["OutputBucket"][0],
                 "Generated images and .out files (the replaced sample's name)",
             ),
-            "ConfigCommand": (outputs["KubeconfigCommand"][0], "Configures kubectl (the replaced sample's name)"),
         }
         if self.config.api.keys:
             for name, key in api.api_keys.items():
@@ -126,6 +121,15 @@ class SdAsyncStack(Stack):
                     f"--query value --output text --region {self.region}",
                     f"Prints the API key of tenant {name}",
                 )
+        if self.config.cluster_admin_role_arns:
+            # Only the roles of clusterAdminRoleArns get Kubernetes access; without any, nobody would, so neither
+            # kubectl output appears then.
+            kubeconfig = f"aws eks update-kubeconfig --name {self.cluster.name} --region {self.region}"
+            outputs["KubeconfigCommand"] = (
+                kubeconfig,
+                "Configures kubectl; works for the roles in clusterAdminRoleArns (assume one first)",
+            )
+            outputs["ConfigCommand"] = (kubeconfig, "Configures kubectl (the replaced sample's name)")
         for rq in messaging.queues:
             outputs[f"QueueUrl{_pascal(rq.runtime.name)}"] = (rq.queue.queue_url, f"Task queue of {rq.runtime.name}")
             outputs[f"DlqUrl{_pascal(rq.runtime.name)}"] = (rq.dlq.queue_url, f"Dead-letter queue of {rq.runtime.name}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk.assertions import Match
 
 from infra import naming
+from infra.chart_values import needs_device_plugin
 from infra.config import runtime_filter_policy
 from tests.infra.conftest import Synth
 
@@ -13,15 +14,18 @@ def test_resource_counts_scale_with_runtimes(any_synth: Synth) -> None:
     template, runtimes = any_synth.assertions, len(any_synth.config.models_runtime)
     template.resource_count_is("AWS::SQS::Queue", 2 * runtimes + 1)
     template.resource_count_is("AWS::EKS::PodIdentityAssociation", runtimes + 2)
-    # Karpenter, KEDA, DCGM exporter and one release per runtime.
-    template.resource_count_is("Custom::AWSCDK-EKS-HelmChart", runtimes + 3)
+    # Karpenter, KEDA, DCGM exporter, one release per runtime, and NVIDIA's device plugin where a runtime's nodes
+    # are not Bottlerocket.
+    plugin = int(needs_device_plugin(any_synth.config))
+    template.resource_count_is("Custom::AWSCDK-EKS-HelmChart", runtimes + 3 + plugin)
     template.resource_count_is("AWS::EKS::Cluster", 1)
     template.resource_count_is("AWS::DynamoDB::Table", 1)
     tenants = max(1, len(any_synth.config.api.keys))  # one key + usage plan per tenant, or the single default
     template.resource_count_is("AWS::ApiGateway::UsagePlan", tenants)
     template.resource_count_is("AWS::ApiGateway::ApiKey", tenants)
-    # Ours, plus CDK-provided ones: kubectl handler and its provider framework, the default-SG restrictor.
-    template.resource_count_is("AWS::Lambda::Function", 3 + 3)
+    # Ours (task API, Karpenter cleanup), plus CDK-provided ones: kubectl handler and its provider framework, the
+    # default-SG restrictor, the cleanup's provider framework (onEvent, isComplete, onTimeout).
+    template.resource_count_is("AWS::Lambda::Function", 3 + 2 + 3 + 3)
 
 
 def test_queues_redrive_and_subscriptions_filter(any_synth: Synth) -> None:
