@@ -28,6 +28,8 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first and pinned: an open range would pull gigabytes of CUDA wheels.
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e '.[$(EXTRAS)]'
+	# The CLIP vocabulary's package, without its torchvision (see the clip-vocab extra in pyproject.toml).
+	$(PIP) install -q --no-deps -c constraints.txt clip-anytorch
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from inference_api.checkpoints import classify_checkpoint, read_header, safetensors_header
+
 MAX_DEPTH = 4
-MAX_HEADER_BYTES = 64 * 1024 * 1024
 CONFIGS_DIR = "configs"
 UPSCALE_PIPELINES = frozenset({"StableDiffusionUpscalePipeline", "StableDiffusionLatentUpscalePipeline"})
 # Folders where AUTOMATIC1111 keeps ESRGAN-family upscalers; .pth files are only trusted there.
@@ -32,7 +32,7 @@ class ModelEntry:
     name: str
     path: Path
     kind: ModelKind
-    family: str = ""  # single files: v1, v2, xl_base, xl_refiner, ...; folders: the pipeline class
+    family: str = ""  # single files: v1, v2, xl_base, xl_refiner, ..., unknown; folders: the pipeline class
 
     @property
     def model_name(self) -> str:
@@ -66,42 +66,6 @@ class Discovery:
     upscalers: list[UpscalerEntry] = field(default_factory=list)
 
 
-def safetensors_header(path: Path) -> dict[str, Any]:
-    """The JSON header of a .safetensors file (tensor names, dtypes, shapes) without reading any weights."""
-    with path.open("rb") as fh:
-        prefix = fh.read(8)
-        if len(prefix) != 8:
-            raise ValueError("file too short")
-        (length,) = struct.unpack("<Q", prefix)
-        if length > MAX_HEADER_BYTES:
-            raise ValueError("header too large")
-        header = json.loads(fh.read(length))
-    if not isinstance(header, dict):
-        raise ValueError("header is not an object")
-    header.pop("__metadata__", None)
-    return header
-
-
-def classify_checkpoint(header: dict[str, Any]) -> str | None:
-    """The SD family of an original-layout checkpoint, or None when it is not one (LoRA, VAE, upscaler...)."""
-    keys = header.keys()
-    if not any(k.startswith("model.diffusion_model.") for k in keys):
-        return None
-    first = header.get("model.diffusion_model.input_blocks.0.0.weight", {}).get("shape", [])
-    inpainting = len(first) == 4 and first[1] == 9
-    if any(k.startswith("conditioner.embedders.1.") for k in keys):
-        family = "xl_base"
-    elif any(k.startswith("conditioner.embedders.0.model.") for k in keys):
-        family = "xl_refiner"
-    elif any(k.startswith("cond_stage_model.model.") for k in keys):
-        family = "v2"
-    else:
-        family = "v1"
-    if inpainting:
-        return {"v1": "inpainting", "v2": "inpainting_v2", "xl_base": "xl_inpaint"}.get(family, family)
-    return family
-
-
 def is_esrgan_header(header: dict[str, Any]) -> bool:
     keys = header.keys()
     return "conv_first.weight" in keys or ("model.0.weight" in keys and any(k.startswith("model.1.sub.") for k in keys))
@@ -130,6 +94,13 @@ def discover(root: Path) -> Discovery:
                 found.models.append(ModelEntry(rel, path, "single_file", family))
             elif is_esrgan_header(header):
                 found.upscalers.append(UpscalerEntry(path.stem, path, "esrgan"))
+        elif path.suffix == ".ckpt":
+            try:
+                family = classify_checkpoint(read_header(path))
+            except (OSError, ValueError):
+                continue
+            if family is not None:
+                found.models.append(ModelEntry(rel, path, "single_file", family))
         elif path.suffix == ".pth" and path.parent.name.lower() in UPSCALER_DIRS:
             found.upscalers.append(UpscalerEntry(path.stem, path, "esrgan"))
     found.models.sort(key=lambda m: m.name)

@@ -41,7 +41,17 @@ def _build_tiny(args: argparse.Namespace) -> int:
     from inference_api.tiny import build_tiny_model
 
     _quiet_libraries()
-    path = build_tiny_model(Path(args.dir), xl=args.xl, name=args.name, single_file=args.single_file, seed=args.seed)
+    if args.no_configs and not args.single_file:
+        raise SystemExit("--no-configs needs --single-file")
+    path = build_tiny_model(
+        Path(args.dir),
+        xl=args.xl,
+        name=args.name,
+        single_file=args.single_file,
+        seed=args.seed,
+        full_size=args.full_size,
+        no_configs=args.no_configs,
+    )
     print(path)
     return 0
 
@@ -93,6 +103,12 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--xl", action="store_true", help="SDXL architecture (two text encoders)")
     b.add_argument("--name")
     b.add_argument("--single-file", action="store_true", help="one original-layout .safetensors + configs/NAME/")
+    b.add_argument(
+        "--full-size",
+        action="store_true",
+        help="the published SD 1.5 dimensions (with --xl: SDXL 1.0), random fp16 weights (about 2 GB; 7 GB for XL)",
+    )
+    b.add_argument("--no-configs", action="store_true", help="with --single-file: the checkpoint alone, as downloaded")
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=_build_tiny)
     return p

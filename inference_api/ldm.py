@@ -20,6 +20,7 @@ SD1_TEXT_PREFIX = "cond_stage_model.transformer.text_model."
 SD2_TEXT_PREFIX = "cond_stage_model.model."
 XL_TEXT_PREFIX = "conditioner.embedders.0.transformer.text_model."
 XL_TEXT2_PREFIX = "conditioner.embedders.1.model."
+XL_REFINER_TEXT_PREFIX = "conditioner.embedders.0.model."
 
 _RESNET_RENAMES = (
     ("norm1", "in_layers.0"),
@@ -179,23 +180,34 @@ def clip_to_open_clip(state: Tensors, prefix: str) -> Tensors:
 
 
 def pipeline_to_ldm(pipe: Any, *, open_clip_text: bool = False) -> Tensors:
-    """The whole pipeline as one original-layout state dict (SD 1.x, SD 2.x with ``open_clip_text``, SDXL)."""
+    """The whole pipeline as one original-layout state dict (SD 1.x, SD 2.x with ``open_clip_text``, SDXL base
+    and refiner)."""
     state = {UNET_PREFIX + k: v for k, v in unet_to_ldm(pipe.unet.state_dict(), pipe.unet.config).items()}
     state.update({VAE_PREFIX + k: v for k, v in vae_to_ldm(pipe.vae.state_dict(), pipe.vae.config).items()})
-    if getattr(pipe, "text_encoder_2", None) is not None:
-        state.update(clip_to_ldm(pipe.text_encoder.state_dict(), XL_TEXT_PREFIX))
-        state.update(clip_to_open_clip(pipe.text_encoder_2.state_dict(), XL_TEXT2_PREFIX))
+    first: Any = getattr(pipe, "text_encoder", None)
+    second: Any = getattr(pipe, "text_encoder_2", None)
+    if first is not None and second is not None:
+        state.update(clip_to_ldm(first.state_dict(), XL_TEXT_PREFIX))
+        state.update(clip_to_open_clip(second.state_dict(), XL_TEXT2_PREFIX))
+    elif second is not None:  # the SDXL refiner: OpenCLIP-bigG alone, as the first embedder
+        state.update(clip_to_open_clip(second.state_dict(), XL_REFINER_TEXT_PREFIX))
     elif open_clip_text:
-        state.update(clip_to_open_clip(pipe.text_encoder.state_dict(), SD2_TEXT_PREFIX))
+        state.update(clip_to_open_clip(first.state_dict(), SD2_TEXT_PREFIX))
     else:
-        state.update(clip_to_ldm(pipe.text_encoder.state_dict(), SD1_TEXT_PREFIX))
+        state.update(clip_to_ldm(first.state_dict(), SD1_TEXT_PREFIX))
     return state
 
 
-def save_single_file(pipe: Any, path: Path, *, open_clip_text: bool = False) -> Path:
-    from safetensors.torch import save_file
-
+def save_single_file(
+    pipe: Any, path: Path, *, open_clip_text: bool = False, metadata: dict[str, str] | None = None
+) -> Path:
+    """Write ``path`` (``.safetensors``, or a ``.ckpt`` as the original training code saved them)."""
     state = {k: v.detach().contiguous().cpu() for k, v in pipeline_to_ldm(pipe, open_clip_text=open_clip_text).items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata={"format": "pt"})
+    if path.suffix == ".ckpt":
+        torch.save({"state_dict": state, "global_step": int((metadata or {}).get("global_step", 0))}, path)
+        return path
+    from safetensors.torch import save_file
+
+    save_file(state, str(path), metadata={"format": "pt", **(metadata or {})})
     return path

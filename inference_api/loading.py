@@ -1,14 +1,19 @@
 """Load a model entry into a ready-to-run pipeline on the configured device.
 
 Diffusers folders go through ``AutoPipelineForText2Image`` (SD 1.x/2.x, SDXL, SD3, Flux, ...).
-Single-file checkpoints go through ``from_single_file`` with ``config=`` a local, weightless diffusers
-folder, which keeps diffusers 0.42 off the hub. The folder is looked up in the model directory, in order:
+Single-file checkpoints (``.safetensors`` or ``.ckpt``, original CompVis/AUTOMATIC1111 layout) go through
+``from_single_file`` with ``config=`` a local, weightless diffusers folder, so nothing reaches the hub. The
+folder is, in order:
 
-1. ``configs/<file stem>/`` (written by ``build-tiny-model --single-file``, or by hand for one checkpoint);
+1. ``configs/<file stem>/`` in the model directory (written by ``build-tiny-model --single-file``, or by
+   hand for one checkpoint of an unusual architecture);
 2. ``configs/<family>/`` where family is what the checkpoint's keys say: v1, v2, xl_base, xl_refiner,
-   inpainting, inpainting_v2, xl_inpaint (e.g. a copy of the SD 1.5 repo without its weights);
-3. otherwise diffusers' own resolution (hub repo per family, or the local HF cache when
-   ``HF_HUB_OFFLINE=1``), which needs network access or a pre-filled cache.
+   inpainting, inpainting_v2, xl_inpaint;
+3. otherwise the published architecture of that family, written by ``inference_api.single_file`` from the
+   configs shipped in this package. Nothing beside the file is needed.
+
+A checkpoint of no known family, or whose tensors do not fit its family, fails with an error naming the
+file and the config folder to add (``/ready`` reports it).
 """
 
 from __future__ import annotations
@@ -16,14 +21,23 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from inference_api.architectures import SD2
 from inference_api.catalog import CONFIGS_DIR, ModelEntry
+from inference_api.checkpoints import EPSILON, read_header
+from inference_api.single_file import (
+    UnrecognisedCheckpoint,
+    how_to_configure,
+    published_architecture,
+    resolve_prediction,
+)
+from inference_api.single_file import write_config_folder as write_family_config
 from inference_api.tasks import TaskKind
 
 log = logging.getLogger(__name__)
@@ -124,21 +138,46 @@ def config_folder_for(entry: ModelEntry, root: Path) -> Path | None:
 
 
 def _load_single_file(entry: ModelEntry, root: Path, settings: DeviceSettings) -> Any:
+    header = read_header(entry.path)
+    config = config_folder_for(entry, root)
+    if config == root / CONFIGS_DIR / Path(entry.name).stem:  # written for this one file: taken as it is
+        return _from_single_file(entry, _class_name(config, entry.family), config, settings)
+    if config is not None:
+        pipe = _from_single_file(entry, _class_name(config, entry.family), config, settings)
+    else:
+        arch = published_architecture(entry.name, entry.family, header)
+        with tempfile.TemporaryDirectory(prefix="sd-config-") as folder:
+            write_family_config(arch, Path(folder))
+            try:
+                pipe = _from_single_file(entry, arch.pipeline_class, Path(folder), settings)
+            except (ValueError, RuntimeError, KeyError) as exc:
+                raise UnrecognisedCheckpoint(
+                    f"{entry.name}: its tensors do not fit the published {entry.family} architecture "
+                    f"({type(exc).__name__}: {str(exc)[:300]}); {how_to_configure(entry.name)}"
+                ) from exc
+    prediction = resolve_prediction(pipe, entry.family, header)
+    if config is None and entry.family == "v2" and prediction == EPSILON:
+        pipe.unet.register_to_config(sample_size=SD2.unet["sample_size"])  # the 512 base models
+    log.info("%s: %s checkpoint, %s", entry.name, entry.family, pipe.scheduler.config.get("prediction_type"))
+    return pipe
+
+
+def _class_name(config: Path, family: str) -> str:
+    name = json.loads((config / "model_index.json").read_text()).get("_class_name")
+    return name if isinstance(name, str) else FAMILY_PIPELINES.get(family, "")
+
+
+def _from_single_file(entry: ModelEntry, class_name: str, config: Path, settings: DeviceSettings) -> Any:
     import diffusers
 
-    config = config_folder_for(entry, root)
-    kwargs: dict[str, Any] = {"dtype": settings.dtype}
-    if config is not None:
-        class_name = json.loads((config / "model_index.json").read_text()).get("_class_name")
-        pipeline_class = getattr(diffusers, class_name or FAMILY_PIPELINES.get(entry.family, ""), None)
-        kwargs.update(config=str(config), local_files_only=True)
-    else:
-        pipeline_class = getattr(diffusers, FAMILY_PIPELINES.get(entry.family, ""), None)
-        kwargs["local_files_only"] = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
-        log.warning("no local config folder for %s; diffusers will resolve %s configs itself", entry.name, entry.family)
+    pipeline_class = getattr(diffusers, class_name, None)
     if pipeline_class is None or not hasattr(pipeline_class, "from_single_file"):
-        raise ValueError(f"cannot load single-file checkpoint {entry.name} (family {entry.family!r})")
-    return pipeline_class.from_single_file(str(entry.path), **kwargs)
+        raise UnrecognisedCheckpoint(
+            f"{entry.name}: {class_name!r} cannot load single files; {how_to_configure(entry.name)}"
+        )
+    return pipeline_class.from_single_file(
+        str(entry.path), config=str(config), local_files_only=True, dtype=settings.dtype
+    )
 
 
 def _lists_component(folder: Path, component: str) -> bool:

@@ -98,7 +98,9 @@ class RunningServer:
 
 
 @contextmanager
-def serve_subprocess(models: Path, log_path: Path, *extra: str, ready: bool = True) -> Iterator[RunningServer]:
+def serve_subprocess(
+    models: Path, log_path: Path, *extra: str, ready: bool = True, ready_timeout: float = 120.0
+) -> Iterator[RunningServer]:
     """``python -m inference_api serve`` as a child process: the real entry point, on a free loopback port."""
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
@@ -110,7 +112,9 @@ def serve_subprocess(models: Path, log_path: Path, *extra: str, ready: bool = Tr
     client = httpx.Client(base_url=url, timeout=120)
     try:
         path = "/ready" if ready else "/health"
-        wait_until(lambda: proc.poll() is not None or _get_ok(client, path), what=f"{path} on {url}")
+        wait_until(
+            lambda: proc.poll() is not None or _get_ok(client, path), timeout=ready_timeout, what=f"{path} on {url}"
+        )
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
         yield RunningServer(url, client, log_path)

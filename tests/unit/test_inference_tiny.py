@@ -87,3 +87,21 @@ def test_cli_writes_an_sdxl_single_file(tmp_path: Path) -> None:
     index = json.loads((tmp_path / "configs" / "tiny-sdxl-single" / "model_index.json").read_text())
     assert index["_class_name"] == "StableDiffusionXLPipeline"
     assert not list((tmp_path / "configs").rglob("*.safetensors"))  # configs only, no weights
+
+
+def test_no_configs_writes_the_checkpoint_alone(tmp_path: Path) -> None:
+    path = build_tiny_model(tmp_path, single_file=True, no_configs=True, name="alone")
+    assert [p.name for p in tmp_path.iterdir()] == ["alone.safetensors"] and path == tmp_path / "alone.safetensors"
+
+
+def test_no_configs_needs_a_single_file(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "inference_api", "build-tiny-model", str(tmp_path), "--no-configs"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode != 0 and "--no-configs needs --single-file" in result.stderr
+    assert not list(tmp_path.iterdir())
