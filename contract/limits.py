@@ -25,6 +25,20 @@ class Limits:
     max_batch_images: int = 16
     max_workflow_nodes: int = 500
     max_id_chars: int = 64
+    # The per-task input budget (see contract.budget): what the agent fetches and holds for one task.
+    max_image_inputs: int = 16
+    max_input_bytes: int = 20 * 1024 * 1024  # one input, as fetched (never decompressed by the fetcher)
+    max_total_input_bytes: int = 32 * 1024 * 1024  # all inputs of one task together
+    max_input_side: int = 8192
+    max_input_pixels: int = 4096 * 4096
+    # Sizes the runtime derives: the extras output, the crop-to-fit cover box and model passes, hires fix.
+    max_output_side: int = 8192
+    max_output_pixels: int = 8192 * 8192 // 4
+    max_work_side: int = 16384
+    max_work_pixels: int = 8192 * 8192
+    max_hr_scale: float = 4.0
+    # Echoed in every status answer and notification.
+    max_context_bytes: int = 8 * 1024
 
 
 DEFAULT_LIMITS = Limits()

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from contract.budget import budget_issues, context_issues, notification_issues
 from contract.errors import ContractError, ErrorCode, FieldIssue
 from contract.images import iter_image_fields
 from contract.limits import DEFAULT_LIMITS, Limits
@@ -167,6 +168,15 @@ def parse_request(
     tasktype, content = _raw_tasktype_and_content(data)
     if tasktype is not None and content is not None:
         issues += content_issues(tasktype, content, limits)
+    if request is not None:
+        meta = request.task.metadata
+        issues += context_issues(meta.context, limits)
+        if not issues:
+            # Ids are generated below when absent: count the longest one.
+            task_id = meta.id or "x" * limits.max_id_chars
+            issues += notification_issues(
+                task_id, meta.runtime, meta.tasktype, meta.prefix, meta.context, request.task.content, limits
+            )
     runtime = request.task.metadata.runtime if request else None
     if runtimes is not None and runtime is not None and runtime not in runtimes:
         known = ", ".join(sorted(runtimes)) or "(none)"
@@ -235,7 +245,7 @@ def content_issues(
             parse_image_ref(value)
         except RefError as exc:
             issues.append(FieldIssue(field, exc.rule, str(exc)))
-    return issues
+    return issues + budget_issues(tasktype, content, limits, base)
 
 
 def _typed_content_issues(tasktype: TaskType, content: dict[str, Any], limits: Limits, base: str) -> list[FieldIssue]:
