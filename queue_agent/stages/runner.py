@@ -107,7 +107,9 @@ class Runner:
                 execution = self._start(call)
                 # One request on the wire at a time, so they reach the runtime in dispatch order.
                 on_wire = asyncio.create_task(call.dispatched.wait())
-                await asyncio.wait({on_wire, execution}, timeout=_DISPATCH_GRACE_SECONDS)
+                await asyncio.wait(
+                    {on_wire, execution}, timeout=_DISPATCH_GRACE_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
                 on_wire.cancel()
             await self.settle()
         finally:

@@ -35,6 +35,8 @@ class Behavior:
     reject: bool = False  # answer 422 to every generation call
     garbage: bool = False  # answer 200 with a body that is not the API's JSON
     seed: int = 1234
+    fail_first: int = 0  # answer 503 to this many generation calls first
+    retry_after: float | None = None  # the Retry-After header (seconds) sent with every 503
 
 
 @dataclass
@@ -52,6 +54,8 @@ class FakeA1111:
         self.behavior = behavior or Behavior()
         self.ours = ours
         self.calls: list[Call] = []
+        # Generation requests as they arrive, before they wait for the (single) worker: prompts.
+        self.arrivals: list[str] = []
         self.model_switches: list[str] = []
         self.interrupts = 0
         self.options: dict[str, Any] = {"sd_model_checkpoint": f"{MODELS[0]} [0123456789]"}
@@ -139,6 +143,8 @@ class FakeA1111:
         assert self._interrupt is not None
         endpoint = request.url.path.rsplit("/", 1)[1]
         payload = await request.json()
+        with self._guard:
+            self.arrivals.append(str(payload.get("prompt", "")))
         async with self._busy:
             call = Call(endpoint, request.state.arrived, payload=payload)
             request.state.call = call  # _CallTimer sets call.ended once the response is sent
@@ -146,7 +152,10 @@ class FakeA1111:
                 self.calls.append(call)
             status, body = await self._answer(endpoint, payload, call)
             call.status = status
-            return JSONResponse(body, status_code=status)
+            headers = {}
+            if status == 503 and self.behavior.retry_after is not None:
+                headers["Retry-After"] = f"{self.behavior.retry_after:g}"
+            return JSONResponse(body, status_code=status, headers=headers)
 
     async def _answer(self, endpoint: str, payload: dict[str, Any], call: Call) -> tuple[int, Any]:
         assert self._interrupt is not None
@@ -155,6 +164,9 @@ class FakeA1111:
             return 200, {"images": ["%%% not base64 %%%"]}
         if behavior.reject:
             return 422, {"detail": [{"loc": ["body", "prompt"], "msg": "rejected by the fake", "type": "value_error"}]}
+        if behavior.fail_first > 0:
+            behavior.fail_first -= 1
+            return 503, {"error": "fake overload"}
         if behavior.transient_rate and self._rng.random() < behavior.transient_rate:
             return 503, {"error": "fake overload"}
         bad = _undecodable_inputs(endpoint, payload)

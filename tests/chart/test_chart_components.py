@@ -36,6 +36,7 @@ def test_agent_accepts_the_rendered_environment(rendered: Rendered) -> None:
     assert settings.job_timeout == float(env["JOB_TIMEOUT_SECONDS"])
     assert settings.metrics_port == _port(rendered.container("queue-agent"), "metrics")
     assert settings.prefetch == int(env["PREFETCH"])
+    assert settings.runtime_inflight == int(env["RUNTIME_INFLIGHT"])
     assert settings.dynamic_sd_model is (env["DYNAMIC_SD_MODEL"] == "true")
     assert settings.disable_xray is (env["DISABLE_XRAY"] == "true")
     for scaled in rendered.of_kind("ScaledObject"):
