@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -127,6 +128,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
         catalog = engine.selection.catalog
         found = [{"name": u.name, "model_name": u.name, "model_path": str(u.path)} for u in catalog.upscalers]
         return builtin + found
+
+    @app.get("/sdapi/v1/loras")
+    async def loras() -> list[dict[str, Any]]:
+        return engine.networks.describe_loras()
+
+    @app.post("/sdapi/v1/refresh-loras")
+    async def refresh_loras() -> None:
+        await asyncio.to_thread(engine.networks.refresh)
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``python -m inference_api serve|build-tiny-model``."""
+"""``python -m inference_api serve|build-tiny-model|build-tiny-lora``."""
 
 from __future__ import annotations
 
@@ -53,6 +53,14 @@ def _build_tiny(args: argparse.Namespace) -> int:
         no_configs=args.no_configs,
     )
     print(path)
+    return 0
+
+
+def _build_tiny_lora(args: argparse.Namespace) -> int:
+    from inference_api.lora import build_tiny_lora
+
+    _quiet_libraries()
+    print(build_tiny_lora(Path(args.model_dir), Path(args.out), rank=args.rank, seed=args.seed))
     return 0
 
 
@@ -111,6 +119,13 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--no-configs", action="store_true", help="with --single-file: the checkpoint alone, as downloaded")
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=_build_tiny)
+
+    lo = sub.add_parser("build-tiny-lora", help="write a random kohya-format LoRA for a (tiny) model folder")
+    lo.add_argument("model_dir", help="the diffusers folder the LoRA is for")
+    lo.add_argument("out", help="the .safetensors file to write (e.g. MODELS/Lora/NAME.safetensors)")
+    lo.add_argument("--rank", type=int, default=4)
+    lo.add_argument("--seed", type=int, default=0)
+    lo.set_defaults(func=_build_tiny_lora)
     return p
 
 

@@ -28,6 +28,7 @@ from inference_api.http_schemas import GenerationRequest, Img2ImgRequest, Txt2Im
 from inference_api.jobs import build_job, response_body, unsupported_notes
 from inference_api.loading import DeviceSettings
 from inference_api.metrics import Counters
+from inference_api.networks import NetworkCatalog
 from inference_api.progress import Progress
 from inference_api.selection import ModelSelection
 from inference_api.settings import ServerSettings
@@ -49,6 +50,7 @@ class Engine:
         self.progress = Progress()
         self.counters = Counters()
         self.runner = BatchRunner(self.selection, self.progress, self.counters)
+        self.networks = NetworkCatalog(settings.models_dir)
         self.extras = Extras(self.selection.catalog, self.device, self.worker)
         self.batcher: MicroBatcher[GenerationJob] = MicroBatcher(
             self._run_jobs, max_batch=settings.max_batch, window=settings.batch_window_ms / 1000.0
@@ -61,6 +63,7 @@ class Engine:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.selection.catalog.refresh)
+        await asyncio.to_thread(self.networks.refresh)
         self.selection.select_default()
         self.batcher.start()
         self._schedule_preload()
@@ -143,7 +146,7 @@ class Engine:
                 model = self.selection.find(override, "override_settings.sd_model_checkpoint")
             except InferenceError as exc:
                 model, issues = None, exc.fields
-        return build_job(req, task, model, issues, self.options.values)
+        return build_job(req, task, model, issues, self.options.values, self.networks)
 
     async def _generate(self, req: GenerationRequest, job: GenerationJob) -> dict[str, Any]:
         self.counters.requests += 1

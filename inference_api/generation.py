@@ -15,9 +15,10 @@ from typing import Any
 import torch
 from PIL import Image, ImageFilter, ImageOps
 
-from inference_api import prompt_weights
+from inference_api import lora, prompt_weights
 from inference_api.catalog import ModelEntry
 from inference_api.loading import LoadedModel
+from inference_api.networks import strip_tags
 from inference_api.progress import Progress
 from inference_api.samplers import SamplerChoice, build_scheduler, is_replaceable
 from inference_api.tasks import TaskKind
@@ -43,6 +44,8 @@ class GenerationJob:
     init_images: list[Image.Image] = field(default_factory=list)  # one per image (already resized)
     mask: Image.Image | None = None
     eta: float | None = None
+    loras: tuple[lora.ResolvedLora, ...] = ()  # the whole batch runs with one set, as in A1111
+    notes: list[str] = field(default_factory=list)  # said in this job's info (e.g. an unknown LoRA)
     submitted: float = field(default_factory=time.monotonic)
 
     @property
@@ -68,6 +71,7 @@ class GenerationJob:
             self.clip_skip,
             self.sdxl_clip_l_skip,
             self.eta,
+            tuple(item.key for item in self.loras),
         )
 
 
@@ -103,6 +107,7 @@ def run_batch(
     lead = jobs[0]
     pipe = loaded.pipeline(lead.task)
     notes = _set_scheduler(pipe, loaded, lead.sampler)
+    notes += lora.apply(pipe, loaded.lora_state, list(lead.loras))
     notes += _truncation_notes(pipe, jobs, set(inspect.signature(pipe.__call__).parameters))
     accepted = set(inspect.signature(pipe.__call__).parameters)
     calls = plan_calls(jobs)
@@ -123,7 +128,7 @@ def run_batch(
             pipeline_seconds=elapsed,
             queue_seconds=max(0.0, started - job.submitted),
             batch=info,
-            notes=list(notes),
+            notes=[*job.notes, *notes],
         )
         for job, imgs in zip(jobs, outputs, strict=True)
     ]
@@ -158,8 +163,8 @@ def _call_kwargs(
     lead = jobs[0]
     generator_device = "cpu" if device == "mps" else device
     kwargs: dict[str, Any] = {
-        "prompt": [jobs[j].prompts[i] for j, i in call],
-        "negative_prompt": [jobs[j].negative_prompts[i] for j, i in call],
+        "prompt": [strip_tags(jobs[j].prompts[i]) for j, i in call],
+        "negative_prompt": [strip_tags(jobs[j].negative_prompts[i]) for j, i in call],
         "num_inference_steps": lead.steps,
         "guidance_scale": lead.cfg_scale,
         "width": lead.width,

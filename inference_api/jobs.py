@@ -16,6 +16,8 @@ from inference_api.errors import InvalidRequest, NotReady, invalid
 from inference_api.generation import GenerationJob, GenerationResult, prepare_mask
 from inference_api.http_schemas import GenerationRequest, Img2ImgRequest
 from inference_api.images import decode_image, encode_png, resize_for_img2img
+from inference_api.lora import ResolvedLora
+from inference_api.networks import NetworkCatalog, lora_uses
 from inference_api.samplers import UnknownName, choose
 from inference_api.tasks import TaskKind
 
@@ -29,6 +31,7 @@ def build_job(
     model: ModelEntry | None,
     issues: list[FieldIssue],
     options: Mapping[str, Any],
+    networks: NetworkCatalog | None = None,
 ) -> GenerationJob:
     """Validate what pydantic cannot (names, images) and expand the request into per-image prompts and seeds.
 
@@ -79,6 +82,7 @@ def build_job(
         sdxl_clip_l_skip=settings.get("sdxl_clip_l_skip") is True,
         eta=req.eta,
     )
+    job.loras, job.notes = resolve_loras([req.prompt, req.negative_prompt], networks)
     if isinstance(req, Img2ImgRequest):
         job.denoising_strength = req.denoising_strength
         resized = [resize_for_img2img(img, req.width, req.height, req.resize_mode) for img in init_images]
@@ -86,6 +90,21 @@ def build_job(
         if mask is not None:
             job.mask = prepare_mask(mask, (req.width, req.height), req.mask_blur, bool(req.inpainting_mask_invert))
     return job
+
+
+def resolve_loras(texts: list[str], networks: NetworkCatalog | None) -> tuple[tuple[ResolvedLora, ...], list[str]]:
+    """The LoRAs the prompts name, as files; weight 0 is none, an unknown name is skipped with a note (A1111)."""
+    uses, notes = lora_uses(texts)
+    resolved = []
+    for use in uses:
+        if use.te == 0 and use.unet == 0:
+            continue
+        found = networks.find_lora(use.name) if networks is not None else None
+        if found is None:
+            notes.append(f"Networks not found: {use.name}")
+            continue
+        resolved.append(ResolvedLora(use, found.path))
+    return tuple(resolved), notes
 
 
 def response_body(req: GenerationRequest, job: GenerationJob, result: GenerationResult) -> dict[str, Any]:

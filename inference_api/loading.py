@@ -31,6 +31,7 @@ import torch
 from inference_api.architectures import SD2
 from inference_api.catalog import CONFIGS_DIR, ModelEntry
 from inference_api.checkpoints import EPSILON, read_header
+from inference_api.lora import LoraState
 from inference_api.single_file import (
     UnrecognisedCheckpoint,
     how_to_configure,
@@ -86,6 +87,7 @@ class LoadedModel:
     entry: ModelEntry
     text2img: Any
     base_scheduler_config: dict[str, Any]
+    lora_state: LoraState = field(default_factory=LoraState)  # LoRAs merged into the weights now
     _derived: dict[TaskKind, Any] = field(default_factory=dict)
 
     def pipeline(self, task: TaskKind) -> Any:
@@ -106,6 +108,7 @@ class LoadedModel:
 
     def release(self) -> None:
         self._derived.clear()
+        self.lora_state = LoraState()
         self.text2img = None
 
 

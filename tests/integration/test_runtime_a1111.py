@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,12 +18,16 @@ SMALL = {"prompt": "a photo of a cat", "steps": 3, "width": 64, "height": 64, "s
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    from inference_api.lora import build_tiny_lora
     from inference_api.tiny import build_tiny_model
 
     root = tmp_path_factory.mktemp("a1111")
     models = root / "models"
     build_tiny_model(models, name=TINY, seed=0)
     build_tiny_model(models, xl=True, name=TINY_XL, seed=3)
+    build_tiny_lora(models / TINY, models / "Lora" / "tiny-lora.safetensors", seed=1)
+    build_tiny_lora(models / TINY, models / "Lora" / "other-lora.safetensors", seed=2)
+    build_tiny_lora(models / TINY_XL, models / "Lora" / "xl" / "tiny-xl-lora.safetensors", seed=3)
     with serve_subprocess(models, root / "server.log", "--default-model", TINY, "--cache-size", "2") as running:
         yield running
 
@@ -77,3 +82,45 @@ def test_sdxl_clip_skip_needs_sdxl_clip_l_skip(server: RunningServer) -> None:
     assert np.array_equal(image(server, **xl(clip_skip=3)), base)
     settings = {"sd_model_checkpoint": TINY_XL, "sdxl_clip_l_skip": True}
     assert not np.array_equal(image(server, clip_skip=3, override_settings=settings), base)
+
+
+def notes(body: dict[str, Any]) -> list[str]:
+    return list(json.loads(body["info"])["extra_generation_params"].get("notes", []))
+
+
+def test_lora_weight_zero_is_none_and_one_changes_the_image(server: RunningServer) -> None:
+    plain = image(server)
+    assert np.array_equal(image(server, prompt="a photo of a cat <lora:tiny-lora:0>"), plain)
+    with_lora = image(server, prompt="a photo of a cat <lora:tiny-lora:1>")
+    assert not np.array_equal(with_lora, plain)
+    assert not np.array_equal(image(server, prompt="a photo of a cat <lora:tiny-lora:0.5>"), with_lora)
+    assert np.array_equal(image(server), plain)  # the base weights are back exactly
+    # Several at once, and in the negative prompt too (A1111 applies both).
+    both = image(server, prompt="a photo of a cat <lora:tiny-lora:1> <lora:other-lora:1>")
+    assert not np.array_equal(both, with_lora)
+    assert not np.array_equal(image(server, negative_prompt="<lora:tiny-lora:1>"), plain)
+
+
+def test_unknown_lora_is_ignored_with_a_note(server: RunningServer) -> None:
+    body = generate(server, prompt="a photo of a cat <lora:nope:1>")
+    assert "Networks not found: nope" in notes(body)
+    assert np.array_equal(np.asarray(decode_png(body["images"][0]).convert("RGB"), dtype=np.int16), image(server))
+
+
+def test_sdxl_lora_in_kohya_sgm_names(server: RunningServer) -> None:
+    plain = image(server, **xl())
+    body = generate(server, **xl(prompt="a photo of a cat <lora:tiny-xl-lora:1>"))
+    assert not notes(body)
+    assert not np.array_equal(np.asarray(decode_png(body["images"][0]).convert("RGB"), dtype=np.int16), plain)
+
+
+def test_lora_list_and_refresh(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> None:
+    listed = server.client.get("/sdapi/v1/loras").json()
+    assert {item["name"] for item in listed} >= {"tiny-lora", "other-lora", "tiny-xl-lora"}
+    assert all(set(item) >= {"name", "alias", "path", "metadata"} for item in listed)
+    first = next(item for item in listed if item["name"] == "tiny-lora")
+    models = Path(first["path"]).parent
+    (models / "copy-lora.safetensors").write_bytes(Path(first["path"]).read_bytes())
+    assert "copy-lora" not in {item["name"] for item in listed}
+    assert server.client.post("/sdapi/v1/refresh-loras").status_code == 200
+    assert "copy-lora" in {item["name"] for item in server.client.get("/sdapi/v1/loras").json()}
