@@ -140,6 +140,10 @@ class TaskApi(Construct):
         submit.add_to_role_policy(
             iam.PolicyStatement(actions=[*_TABLE_READ, *_TABLE_WRITE, "dynamodb:DeleteItem"], resources=[table_arn])
         )
+        # HeadObject: an s3:// input naming a result must carry the nonce of the caller's own submission.
+        submit.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[inputs.output_bucket.arn_for_objects("*")])
+        )
         status.add_to_role_policy(iam.PolicyStatement(actions=_TABLE_READ, resources=[table_arn]))
         # Presigned result URLs are signed with the status function's own credentials.
         status.add_to_role_policy(
@@ -160,6 +164,7 @@ class TaskApi(Construct):
             }
             if name == "submit":
                 reasons[topic_key] = "Publishing to the KMS-encrypted tasks topic needs data keys of that one key."
+                reasons[presign] = "HeadObject of result objects named as inputs, whose keys are per task."
             if name == "status":
                 reasons[presign] = "Presigned GET URLs for result objects, whose keys are per task."
             nag.acknowledge(function.role, reasons)  # type: ignore[arg-type]

@@ -103,12 +103,34 @@ class Presigner:
 
 
 @dataclass(frozen=True)
+class ResultNonces:
+    """The submission nonce a result object was written with (the agent's ``nonce`` metadata), or None."""
+
+    client: Any
+
+    def __call__(self, bucket: str, key: str) -> str | None:
+        try:
+            head = self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+        nonce = (head.get("Metadata") or {}).get("nonce")
+        return str(nonce) if nonce else None
+
+
+def _s3_result_nonces() -> ResultNonces:
+    return ResultNonces(aws.LazyClient("s3"))
+
+
+@dataclass(frozen=True)
 class TaskService:
     settings: Settings
     store: StatusStore
     publish: Callable[[QueueMessage], None]
     presign: Callable[[str], str | None]
     now: Callable[[], datetime] = field(default=utcnow)
+    result_nonce: Callable[[str, str], str | None] = field(default_factory=_s3_result_nonces)
 
     @classmethod
     def from_env(cls) -> TaskService:
@@ -241,7 +263,7 @@ class TaskService:
             if ref.kind is not RefKind.S3 or ref.bucket in self.settings.input_buckets:
                 continue
             field_path = ".".join(["task.content", *map(str, path)])
-            if ref.bucket == self.settings.output_bucket and self._owns_result(ref.key or "", owner):
+            if ref.bucket == self.settings.output_bucket and self._owns_result(ref.bucket, ref.key or "", owner):
                 continue
             issues.append(
                 FieldIssue(
@@ -253,8 +275,9 @@ class TaskService:
         if issues:
             raise ContractError(issues)
 
-    def _owns_result(self, key: str, owner: str | None) -> bool:
-        # Results live at {prefix}/{id}/{file}: the record of {id} says whose they are.
+    def _owns_result(self, bucket: str, key: str, owner: str | None) -> bool:
+        # Results live at {prefix}/{id}/{file}: the record of {id} says whose they are, and the object's nonce
+        # says it was written for that record's submission (not left by an earlier holder of the id).
         parts = key.split("/")
         if len(parts) < 3 or not _ID_RE.match(parts[-2]):
             return False
@@ -263,7 +286,9 @@ class TaskService:
         if item is None:
             return False
         record = StatusRecord.model_validate(item)
-        return record.owner == owner and record.prefix.strip("/") == prefix
+        if record.owner != owner or record.prefix.strip("/") != prefix or not record.nonce:
+            return False
+        return self.result_nonce(bucket, key) == record.nonce
 
     def _withdraw(self, record: StatusRecord) -> Submitted:
         """After a failed publish, never leave a task 'queued' that no worker will ever see.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -153,10 +154,11 @@ class AgentWorld:
         return env
 
     # -- submitting ------------------------------------------------------------------------------
-    def submit(self, body: dict[str, Any], *, via: str = "sns", record: bool = True) -> str:
-        """Do what the submit Lambda does: validate, write status=queued, publish. Returns the task id."""
+    def submit(self, body: dict[str, Any], *, via: str = "sns", record: bool = True, nonce: str | None = None) -> str:
+        """Do what the submit Lambda does: validate, write status=queued (with a fresh submission nonce unless
+        ``nonce`` is given), publish. Returns the task id."""
         request = parse_request(body, runtimes={self.runtime})
-        message = to_queue_message(request)
+        message = to_queue_message(request, nonce=secrets.token_hex(16) if nonce is None else nonce)
         if record:
             now = datetime.now(UTC)
             item = StatusRecord(
@@ -169,6 +171,7 @@ class AgentWorld:
                 updated_at=now,
                 context=message.context,
                 fingerprint=message.fingerprint,
+                nonce=message.nonce,
             )
             self._table().put_item(Item=new_item(item))
         if via == "sns":

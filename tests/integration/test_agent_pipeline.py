@@ -174,11 +174,11 @@ async def test_cancel_requested_while_running_interrupts_the_runtime(world: Agen
 
 
 async def test_redelivered_finished_job_is_not_run_again(world: AgentWorld, a1111: FakeA1111) -> None:
-    task_id = world.submit(task("once"))
+    task_id = world.submit(task("once"), nonce="n-once")
     async with running_agent(world.agent_env(a1111.base_url)):
         await world.await_notifications(1)
         # The same message again (an at-least-once duplicate): announced already, so only deleted.
-        world.submit(task("once"), record=False)
+        world.submit(task("once"), record=False, nonce="n-once")
         # And a task whose earlier attempt crashed after the status write but before the publish.
         crashed = world.submit(task("crashed"))
         world.update_status(crashed, status="completed", image_url=["s3://x/y.png"], output_url="s3://x/y.out")
@@ -193,9 +193,9 @@ async def test_redelivered_finished_job_is_not_run_again(world: AgentWorld, a111
 async def test_result_in_s3_without_a_status_table_is_not_run_again(world: AgentWorld, a1111: FakeA1111) -> None:
     env = world.agent_env(a1111.base_url, STATUS_TABLE="")
     async with running_agent(env):
-        world.submit(task("no-table"), record=False)
+        world.submit(task("no-table"), record=False, nonce="n-nt")
         await world.await_notifications(1)
-        world.submit(task("no-table"), record=False)
+        world.submit(task("no-table"), record=False, nonce="n-nt")
         await async_wait_until(lambda: world.queue_counts() == (0, 0), 10, what="duplicate consumed")
     assert a1111.prompts() == ["a fake picture no-table"]
     assert world.status("no-table") is None

@@ -91,12 +91,30 @@ def test_s3_inputs_reach_only_input_buckets_and_the_callers_own_results(
         assert answer.json()["error"]["fields"][0]["field"] == "task.content.init_images.0"
         assert answer.json()["error"]["fields"][0]["rule"] == "s3_input"
         assert api_stack.item(f"steal{n}") is None
-    # Alice may chain her own result, under the prefix it was written to; anyone may use an input bucket.
+    # Alice may chain her own result, under the prefix it was written to, once it exists (the agent writes it
+    # with the submission's nonce); anyone may use an input bucket.
+    assert client.post("/tasks", json=i2i("early", result), headers=ALICE).status_code == 400
+    source = api_stack.item("source")
+    assert source is not None
+    s3 = api_stack.client("s3")
+    key = image_key("output", "source", 1)
+    s3.put_object(Bucket=api_stack.bucket, Key=key, Body=b"png", Metadata={"nonce": source["nonce"]})
     assert client.post("/tasks", json=i2i("chain", result), headers=ALICE).status_code == 202
     other_prefix = s3_uri(api_stack.bucket, image_key("elsewhere", "source", 1))
     assert client.post("/tasks", json=i2i("chain2", other_prefix), headers=ALICE).status_code == 400
     staged = f"s3://{INPUT_BUCKET}/staged/cat.png"
     assert client.post("/tasks", json=i2i("staged", staged), headers=MALLORY).status_code == 202
+
+
+def test_results_left_by_an_earlier_holder_of_an_id_are_not_the_new_holders(
+    client: httpx.Client, api_stack: ApiStack
+) -> None:
+    # Mallory's task "reused" expired; its images are still in the bucket when Alice takes the id.
+    key = image_key("output", "reused", 1)
+    api_stack.client("s3").put_object(Bucket=api_stack.bucket, Key=key, Body=b"png", Metadata={"nonce": "old"})
+    assert client.post("/tasks", json=t2i("reused"), headers=ALICE).status_code == 202
+    answer = client.post("/tasks", json=i2i("copy", s3_uri(api_stack.bucket, key)), headers=ALICE)
+    assert answer.status_code == 400 and answer.json()["error"]["fields"][0]["rule"] == "s3_input"
 
 
 def test_an_unknown_key_is_still_403(client: httpx.Client) -> None:
