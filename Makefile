@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-EXTRAS := lambda,agent,runtime,infra,cli,dev
+EXTRAS := lambda,agent,runtime,infra,cli,plan,dev
 STAMP := $(VENV)/.installed
 TOOLS := .tools/bin
 export OMP_NUM_THREADS ?= 1
@@ -50,7 +50,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy contract queue_agent inference_api infra sdq local_stack lambda/task_api lambda/karpenter_cleanup
+	$(VENV)/bin/mypy contract queue_agent inference_api infra sdq local_stack planner lambda/task_api lambda/karpenter_cleanup
 	helm lint --strict charts/sd-on-eks
 
 demo: setup

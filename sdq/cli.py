@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--prefix", help="S3 prefix for the results (default: output)")
     submit.add_argument("--wait", action="store_true", help="wait for the result")
 
+    sub.add_parser("plan", add_help=False,
+                   help="simulate what a config.yaml deployment costs and how fast it answers (sdq plan --help)")
+
     status = sub.add_parser("status", parents=[conn], help="show a task's status")
     status.add_argument("task_id", metavar="ID")
     status.add_argument("--json", action="store_true", help="print the raw status record")
@@ -184,6 +187,12 @@ def main(
 ) -> int:
     """Entry point; ``out``/``err``/``transport`` let tests capture output and stand in for the network."""
     out, err = out or sys.stdout, err or sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["plan"]:
+        # The fleet planner is its own component with its own parser, imported only when asked for.
+        from planner.cli import main as plan_main
+
+        return plan_main(argv[1:], stdout=out, stderr=err)
     args = _parser().parse_args(argv)
     try:
         # SIGTERM unwinds like Ctrl-C, so that `sdq local up` stops its children in order.
