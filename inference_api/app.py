@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from contract import ErrorCode, FieldIssue
 from inference_api import __version__
+from inference_api.embeddings import describe as describe_embeddings
 from inference_api.engine import Engine
 from inference_api.errors import InferenceError, invalid
 from inference_api.http_errors import error_response, plain_error
@@ -132,6 +133,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @app.get("/sdapi/v1/loras")
     async def loras() -> list[dict[str, Any]]:
         return engine.networks.describe_loras()
+
+    @app.get("/sdapi/v1/embeddings")
+    async def embeddings_list() -> dict[str, Any]:
+        return await asyncio.to_thread(describe_embeddings, engine.networks.embeddings)
+
+    @app.post("/sdapi/v1/refresh-embeddings")
+    async def refresh_embeddings() -> None:
+        await asyncio.to_thread(engine.networks.refresh)
 
     @app.post("/sdapi/v1/refresh-loras")
     async def refresh_loras() -> None:

@@ -1,4 +1,4 @@
-"""``python -m inference_api serve|build-tiny-model|build-tiny-lora``."""
+"""``python -m inference_api serve|build-tiny-model|build-tiny-lora|build-tiny-embedding``."""
 
 from __future__ import annotations
 
@@ -64,6 +64,13 @@ def _build_tiny_lora(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_tiny_embedding(args: argparse.Namespace) -> int:
+    from inference_api.embeddings import build_tiny_embedding
+
+    print(build_tiny_embedding(Path(args.model_dir), Path(args.out), vectors=args.vectors, seed=args.seed))
+    return 0
+
+
 def _quiet_libraries() -> None:
     # Progress bars and per-load advice from diffusers/transformers would drown the server's own log.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -126,6 +133,13 @@ def parser() -> argparse.ArgumentParser:
     lo.add_argument("--rank", type=int, default=4)
     lo.add_argument("--seed", type=int, default=0)
     lo.set_defaults(func=_build_tiny_lora)
+
+    em = sub.add_parser("build-tiny-embedding", help="write a random textual-inversion embedding for a model folder")
+    em.add_argument("model_dir", help="the diffusers folder the embedding is for")
+    em.add_argument("out", help="the .safetensors file to write (e.g. MODELS/embeddings/NAME.safetensors)")
+    em.add_argument("--vectors", type=int, default=2)
+    em.add_argument("--seed", type=int, default=0)
+    em.set_defaults(func=_build_tiny_embedding)
     return p
 
 

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from PIL import Image, ImageFilter, ImageOps
 
-from inference_api import lora, prompt_weights
+from inference_api import embeddings, lora, prompt_weights
 from inference_api.catalog import ModelEntry
 from inference_api.loading import LoadedModel
-from inference_api.networks import strip_tags
+from inference_api.networks import NetworkFile, strip_tags
 from inference_api.progress import Progress
 from inference_api.samplers import SamplerChoice, build_scheduler, is_replaceable
 from inference_api.tasks import TaskKind
@@ -45,6 +45,7 @@ class GenerationJob:
     mask: Image.Image | None = None
     eta: float | None = None
     loras: tuple[lora.ResolvedLora, ...] = ()  # the whole batch runs with one set, as in A1111
+    embeddings: tuple[NetworkFile, ...] = ()  # textual inversions its prompts name
     notes: list[str] = field(default_factory=list)  # said in this job's info (e.g. an unknown LoRA)
     submitted: float = field(default_factory=time.monotonic)
 
@@ -72,6 +73,7 @@ class GenerationJob:
             self.sdxl_clip_l_skip,
             self.eta,
             tuple(item.key for item in self.loras),
+            tuple(file.name for file in self.embeddings),
         )
 
 
@@ -108,6 +110,10 @@ def run_batch(
     pipe = loaded.pipeline(lead.task)
     notes = _set_scheduler(pipe, loaded, lead.sampler)
     notes += lora.apply(pipe, loaded.lora_state, list(lead.loras))
+    lookups: list[prompt_weights.EmbeddingLookup | None] = []
+    if lead.embeddings and prompt_weights.supports(pipe, set(inspect.signature(pipe.__call__).parameters)):
+        lookups, skipped = embeddings.lookups(pipe, lead.embeddings)
+        notes += skipped
     notes += _truncation_notes(pipe, jobs, set(inspect.signature(pipe.__call__).parameters))
     accepted = set(inspect.signature(pipe.__call__).parameters)
     calls = plan_calls(jobs)
@@ -115,7 +121,7 @@ def run_batch(
     started = time.monotonic()
     for call_no, call in enumerate(calls):
         progress.next_call(call_no, lead.steps)
-        kwargs = _call_kwargs(pipe, jobs, call, accepted, progress, device)
+        kwargs = _call_kwargs(pipe, jobs, call, accepted, progress, device, lookups)
         with torch.inference_mode():
             images = pipe(**kwargs).images
         for (j, i), image in zip(call, images, strict=True):
@@ -159,6 +165,7 @@ def _call_kwargs(
     accepted: set[str],
     progress: Progress,
     device: str,
+    lookups: list[prompt_weights.EmbeddingLookup | None],
 ) -> dict[str, Any]:
     lead = jobs[0]
     generator_device = "cpu" if device == "mps" else device
@@ -174,7 +181,7 @@ def _call_kwargs(
         "output_type": "pil",
     }
     if prompt_weights.supports(pipe, accepted):
-        kwargs.update(_conditioning(pipe, lead, kwargs.pop("prompt"), kwargs.pop("negative_prompt")))
+        kwargs.update(_conditioning(pipe, lead, kwargs.pop("prompt"), kwargs.pop("negative_prompt"), lookups))
     elif lead.clip_skip > 1:
         kwargs["clip_skip"] = lead.clip_skip - 1  # A1111 counts the last layer as 1; diffusers counts skipped ones
     if lead.eta is not None:
@@ -193,9 +200,15 @@ def _call_kwargs(
     return {k: v for k, v in kwargs.items() if k in accepted}
 
 
-def _conditioning(pipe: Any, lead: GenerationJob, prompts: list[str], negatives: list[str]) -> dict[str, Any]:
+def _conditioning(
+    pipe: Any,
+    lead: GenerationJob,
+    prompts: list[str],
+    negatives: list[str],
+    lookups: list[prompt_weights.EmbeddingLookup | None],
+) -> dict[str, Any]:
     """A1111's prompt syntax and chunking, encoded here and handed to the pipeline as embeddings."""
-    specs = prompt_weights.encoder_specs(pipe, lead.clip_skip, lead.sdxl_clip_l_skip)
+    specs = prompt_weights.encoder_specs(pipe, lead.clip_skip, lead.sdxl_clip_l_skip, lookups)
     xl = prompt_weights.is_xl(pipe)
     zero_negative = xl and bool(getattr(pipe.config, "force_zeros_for_empty_prompt", False))
     texts = [*prompts, *negatives]

@@ -12,6 +12,7 @@ from PIL import Image
 
 from contract import FieldIssue
 from inference_api.catalog import ModelEntry
+from inference_api.embeddings import mentioned
 from inference_api.errors import InvalidRequest, NotReady, invalid
 from inference_api.generation import GenerationJob, GenerationResult, prepare_mask
 from inference_api.http_schemas import GenerationRequest, Img2ImgRequest
@@ -83,6 +84,8 @@ def build_job(
         eta=req.eta,
     )
     job.loras, job.notes = resolve_loras([req.prompt, req.negative_prompt], networks)
+    if networks is not None:
+        job.embeddings = mentioned(networks.embeddings, [req.prompt, req.negative_prompt])
     if isinstance(req, Img2ImgRequest):
         job.denoising_strength = req.denoising_strength
         resized = [resize_for_img2img(img, req.width, req.height, req.resize_mode) for img in init_images]

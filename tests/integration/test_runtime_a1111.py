@@ -18,6 +18,7 @@ SMALL = {"prompt": "a photo of a cat", "steps": 3, "width": 64, "height": 64, "s
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    from inference_api.embeddings import build_tiny_embedding
     from inference_api.lora import build_tiny_lora
     from inference_api.tiny import build_tiny_model
 
@@ -28,6 +29,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     build_tiny_lora(models / TINY, models / "Lora" / "tiny-lora.safetensors", seed=1)
     build_tiny_lora(models / TINY, models / "Lora" / "other-lora.safetensors", seed=2)
     build_tiny_lora(models / TINY_XL, models / "Lora" / "xl" / "tiny-xl-lora.safetensors", seed=3)
+    for name in ("emb-a", "emb-b"):  # the same vectors under two names
+        build_tiny_embedding(models / TINY, models / "embeddings" / f"{name}.safetensors", seed=5)
+    build_tiny_embedding(models / TINY_XL, models / "embeddings" / "xl-emb.safetensors", seed=6)
     with serve_subprocess(models, root / "server.log", "--default-model", TINY, "--cache-size", "2") as running:
         yield running
 
@@ -124,3 +128,17 @@ def test_lora_list_and_refresh(server: RunningServer, tmp_path_factory: pytest.T
     assert "copy-lora" not in {item["name"] for item in listed}
     assert server.client.post("/sdapi/v1/refresh-loras").status_code == 200
     assert "copy-lora" in {item["name"] for item in server.client.get("/sdapi/v1/loras").json()}
+
+
+def test_textual_inversion_replaces_the_name_by_its_vectors(server: RunningServer) -> None:
+    # Two names, the same vectors: the prompts encode identically only if the names are replaced.
+    assert not notes(generate(server, prompt="a photo of emb-a"))
+    a = image(server, prompt="a photo of emb-a")
+    assert np.array_equal(a, image(server, prompt="a photo of emb-b"))
+    assert not np.array_equal(a, image(server, prompt="a photo of emb-c"))
+    xl_body = generate(server, **xl(prompt="a photo of xl-emb"))
+    assert not notes(xl_body)
+    assert "does not fit" in " ".join(notes(generate(server, **xl(prompt="a photo of emb-a"))))
+    listed = server.client.get("/sdapi/v1/embeddings").json()
+    assert set(listed) == {"loaded", "skipped"}
+    assert listed["loaded"]["emb-a"]["vectors"] == 2 and listed["loaded"]["emb-a"]["shape"] == 32
