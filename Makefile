@@ -16,7 +16,7 @@ export PATH := $(CURDIR)/$(TOOLS):$(CURDIR)/node_modules/.bin:$(PATH)
 help:
 	@echo "make demo   - set up and run the whole pipeline locally (no AWS account)"
 	@echo "make test   - set up and run the test suite"
-	@echo "make lint   - ruff + mypy"
+	@echo "make lint   - ruff, mypy, helm lint, image dependency resolution"
 	@echo "make synth  - synthesise the CDK app into cdk.out"
 	@echo "make bench  - run the benchmarks, results in benchmarks/RESULTS.md"
 
@@ -52,6 +52,8 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy contract queue_agent inference_api infra sdq local_stack planner lambda/task_api lambda/karpenter_cleanup
 	helm lint --strict charts/sd-on-eks
+	# Each image's pinned dependency set resolves for its Python and platform (needs PyPI).
+	$(PY) scripts/check_image_pins.py
 
 demo: setup
 	$(PY) -m local_stack demo

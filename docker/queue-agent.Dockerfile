@@ -2,8 +2,10 @@
 # The queue agent sidecar (python -m queue_agent). Build context: the repository root.
 #   docker build -f docker/queue-agent.Dockerfile -t sd-async-aws/queue-agent .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG EXTRAS=agent
 
 FROM ${PYTHON_IMAGE} AS build
+ARG EXTRAS
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml constraints.txt ./
@@ -12,7 +14,7 @@ COPY queue_agent ./queue_agent
 # A plain (non-editable) install into a venv that the runtime stage copies whole; every version pinned by the
 # project's lock file.
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install -c constraints.txt ".[agent]"
+    && /opt/venv/bin/pip install -c constraints.txt ".[${EXTRAS}]"
 
 FROM ${PYTHON_IMAGE}
 # uid 1000: the chart's pod security context runs the containers as 1000 (runAsNonRoot).

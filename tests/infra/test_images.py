@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
+import tomllib
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
@@ -68,3 +72,46 @@ def test_runtime_image_listens_where_the_chart_probes() -> None:
     assert [args for keyword, args in agent if keyword == "EXPOSE"] == [
         str(values["runtime"]["queueAgent"]["metricsPort"])
     ]
+
+
+def _image_pins() -> ModuleType:  # scripts/ is not a package: load the lint script by path
+    spec = importlib.util.spec_from_file_location("check_image_pins", ROOT / "scripts" / "check_image_pins.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_each_image_runs_the_python_the_lock_is_resolved_for(name: str) -> None:
+    pins = _image_pins()
+    spec = pins.image_spec(ROOT / IMAGES[name][0])
+    lock = pins.lock_python((ROOT / "constraints.txt").read_text())
+    assert spec.python == lock == f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert pins.check(ROOT / IMAGES[name][0], offline=True) == []
+
+
+def test_runtime_image_torch_cuda_and_driver_agree() -> None:
+    pins = _image_pins()
+    dockerfile = ROOT / IMAGES["inference-api"][0]
+    spec = pins.image_spec(dockerfile)
+    # torch: the version the project pins (pyproject) and locks (constraints.txt, as its CPU build).
+    runtime = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["runtime"]
+    (declared,) = [r.split("==")[1] for r in runtime if r.startswith("torch==")]
+    (locked,) = re.findall(r"^torch==([^\s+]+)", (ROOT / "constraints.txt").read_text(), re.MULTILINE)
+    assert spec.overrides == {"torch": declared} and declared == locked
+    # CUDA: the line of that torch's PyPI wheels, required from the node's driver by the container runtime.
+    line = ".".join(declared.split(".")[:2])
+    assert spec.cuda == pins.PYPI_TORCH_CUDA[line] == "13.0"
+    steps = instructions(dockerfile)
+    assert all("nvidia/cuda" not in args for keyword, args in steps if keyword in {"FROM", "ARG"})
+    env = pins.env_values(dockerfile.read_text())
+    assert "compute" in env["NVIDIA_DRIVER_CAPABILITIES"].split(",") and env["HF_HUB_OFFLINE"] == "1"
+    # The driver: the README states the oldest one of that CUDA line.
+    driver = pins.CUDA_MIN_DRIVER[spec.cuda]
+    readme = (ROOT / "README.md").read_text()
+    assert f"NVIDIA driver {driver} or newer" in readme and f"CUDA {spec.cuda}" in readme
+    # The CLIP vocabulary's package is installed (without dependencies), at the locked version.
+    assert spec.no_deps == ("clip-anytorch",)
+    assert "clip-anytorch==" in (ROOT / "constraints.txt").read_text()
