@@ -8,15 +8,17 @@ Request -> queue message -> status record -> notification. Nothing here does I/O
 
 from __future__ import annotations
 
+from contract.budget import input_image_issues
 from contract.errors import ContractError, ErrorCode, FieldIssue, error_body
+from contract.image_header import image_size
 from contract.images import iter_image_fields, set_at
 from contract.layout import image_key, output_key, output_location, s3_uri, split_s3_uri
 from contract.legacy import LEGACY_RUNTIME, LegacyRequest, parse_legacy_request
-from contract.limits import DEFAULT_LIMITS, SNS_MAX_MESSAGE_BYTES
+from contract.limits import DEFAULT_LIMITS, SNS_MAX_MESSAGE_BYTES, Limits
 from contract.messages import QueueMessage, legacy_request, parse_queue_body, to_queue_message, utcnow
 from contract.notification import ErrorInfo, Notification, notification_status
 from contract.refs import RefError, RefKind, check_https_url, is_public_address, parse_image_ref
-from contract.request import ID_PATTERN, TaskRequest, parse_request
+from contract.request import ID_PATTERN, TaskRequest, content_issues, parse_request
 from contract.status import STATUS_TTL_DAYS, StatusRecord, cancel_request_update, new_item, transition_update
 from contract.tasks import RUNTIME_TASKTYPES, TaskStatus, TaskType
 
@@ -32,6 +34,7 @@ __all__ = [
     "ErrorInfo",
     "FieldIssue",
     "LegacyRequest",
+    "Limits",
     "Notification",
     "QueueMessage",
     "RefError",
@@ -42,8 +45,11 @@ __all__ = [
     "TaskType",
     "cancel_request_update",
     "check_https_url",
+    "content_issues",
     "error_body",
     "image_key",
+    "image_size",
+    "input_image_issues",
     "is_public_address",
     "iter_image_fields",
     "legacy_request",

@@ -47,23 +47,29 @@ class HttpsFetcher:
     verify: ssl.SSLContext | bool = True
     max_redirects: int = 3
 
-    async def fetch(self, url: str) -> bytes:
+    async def fetch(self, url: str, budget: ByteBudget | None = None) -> bytes:
+        """The body at ``url``, each hop vetted; ``budget`` (if any) is charged every byte as it arrives."""
         try:
             async with asyncio.timeout(self.timeout):
-                return await self._follow(url)
+                return await self._follow(url, budget)
         except TimeoutError:
             raise TransientError(
                 f"fetching the input took longer than {self.timeout:g}s", code=ErrorCode.INPUT_TIMEOUT
             ) from None
 
-    async def _follow(self, url: str) -> bytes:
+    async def _follow(self, url: str, budget: ByteBudget | None) -> bytes:
         for _ in range(self.max_redirects + 1):
             host, ip, port = await self._vet(url)
             async with httpx.AsyncClient(verify=self.verify, follow_redirects=False, trust_env=False) as client:
                 request = client.build_request(
                     "GET",
                     _pinned_url(url, ip),
-                    headers={"Host": host if port == 443 else f"{host}:{port}", "Accept": "image/*, */*"},
+                    headers={
+                        "Host": host if port == 443 else f"{host}:{port}",
+                        "Accept": "image/*, */*",
+                        # Bytes are counted as they arrive: a compressed body would decode past the cap.
+                        "Accept-Encoding": "identity",
+                    },
                     extensions={"sni_hostname": host},
                 )
                 try:
@@ -75,7 +81,7 @@ class HttpsFetcher:
                         url = urljoin(url, response.headers["location"])
                         continue
                     _check_status(response.status_code, host)
-                    return await self._read_bounded(response)
+                    return await self._read_bounded(response, budget)
                 finally:
                     await response.aclose()
         raise InputRefused(f"more than {self.max_redirects} redirects")
@@ -97,18 +103,36 @@ class HttpsFetcher:
             raise InputRefused(f"host {host!r} resolves to a non-public address")
         return host, addresses[0], port
 
-    async def _read_bounded(self, response: httpx.Response) -> bytes:
+    async def _read_bounded(self, response: httpx.Response, budget: ByteBudget | None) -> bytes:
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            # We asked for identity; an image needs no transfer compression, and decoding would bypass the cap.
+            raise InputRefused(f"input came with Content-Encoding {encoding!r}; only identity is accepted")
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
             raise InputRefused(f"input is {declared} bytes, over the {self.max_bytes}-byte limit")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > self.max_bytes:
+        buffer = bytearray()
+        # Raw bytes, as they come off the socket: nothing is decoded before it is counted.
+        async for chunk in response.aiter_raw():
+            if len(buffer) + len(chunk) > self.max_bytes:
                 raise InputRefused(f"input is over the {self.max_bytes}-byte limit")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            if budget is not None:
+                budget.charge(len(chunk))
+            buffer += chunk
+        return bytes(buffer)
+
+
+class ByteBudget:
+    """Bytes one task's inputs may take together; ``charge`` refuses the byte that would pass the limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def charge(self, size: int) -> None:
+        self.used += size
+        if self.used > self.limit:
+            raise InputRefused(f"the task's inputs are over the {self.limit}-byte total limit (max_total_input_bytes)")
 
 
 def _check_status(status: int, host: str) -> None:

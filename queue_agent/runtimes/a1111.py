@@ -10,6 +10,7 @@ import base64
 import copy
 import json
 import logging
+import secrets
 from typing import Any
 
 import httpx
@@ -83,10 +84,7 @@ class A1111Runtime:
             raise PermanentError(
                 f"tasktype {message.tasktype} needs a comfyui runtime", code=ErrorCode.UNSUPPORTED_TASKTYPE
             )
-        payload = copy.deepcopy(message.content) if inputs else message.content
-        for path, data in inputs.items():
-            set_at(payload, path, base64.b64encode(data).decode())
-        return PreparedTask(message, json.dumps(payload, separators=(",", ":")).encode())
+        return PreparedTask(message, inline_body(message.content, inputs))
 
     async def run(self, task: PreparedTask, on_dispatch: OnDispatch | None = None) -> RuntimeOutput:
         message = task.message
@@ -158,3 +156,28 @@ def _result(tasktype: TaskType, body: Any) -> RuntimeResult:
         except ValueError:
             pass
     return RuntimeResult(artifacts=artifacts, document=document)
+
+
+def inline_body(content: dict[str, Any], inputs: dict[InputPath, bytes]) -> bytes:
+    """The JSON body with each resolved input inlined as base64, built without a str copy of the images.
+
+    The content is serialised with a short placeholder per input, then the base64 bytes are spliced in:
+    peak memory is the inputs, their base64 once, and the body, instead of also a str of each and of the
+    whole document (what ``json.dumps`` over inlined strings would hold).
+    """
+    if not inputs:
+        return json.dumps(content, separators=(",", ":")).encode()
+    payload = copy.deepcopy(content)
+    nonce = secrets.token_hex(8)  # client text cannot guess it
+    marks = {path: f"\x00{nonce}-{i}\x00" for i, path in enumerate(inputs)}
+    for path, mark in marks.items():
+        set_at(payload, path, mark)
+    skeleton = json.dumps(payload, separators=(",", ":")).encode()
+    spots = sorted((skeleton.index(json.dumps(mark).encode()), path) for path, mark in marks.items())
+    parts: list[bytes] = []
+    cursor = 0
+    for start, path in spots:
+        parts += [skeleton[cursor:start], b'"', base64.b64encode(inputs[path]), b'"']
+        cursor = start + len(json.dumps(marks[path]).encode())
+    parts.append(skeleton[cursor:])
+    return b"".join(parts)

@@ -7,10 +7,14 @@ trusts the CA, so the real TLS handshake (SNI, hostname verification) happens as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import multiprocessing
 import ssl
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from cryptography import x509
@@ -78,6 +82,9 @@ class TlsServer:
     routes: dict[str, Reply] = field(default_factory=dict)
     port: int = 0
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # (path, Host header, SNI)
+    headers: list[dict[str, str]] = field(default_factory=list)  # each request's headers, lower-cased names
+    in_flight: int = 0
+    max_in_flight: int = 0  # the most requests being answered at once
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
 
@@ -105,28 +112,15 @@ class TlsServer:
             path = lines[0].split(" ")[1]
             host = next((ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith("host:")), "")
             self.requests.append((path, host, sni.get(id(ssl_object))))
-            reply = self.routes.get(path, Reply(404, b"not found"))
-            if reply.delay:
-                await asyncio.sleep(reply.delay)
-            headers = {"Connection": "close", **reply.headers}
-            if reply.chunked:
-                headers["Transfer-Encoding"] = "chunked"
-            else:
-                headers["Content-Length"] = str(len(reply.body))
-            writer.write(f"HTTP/1.1 {reply.status} X\r\n".encode())
-            writer.write("".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() + b"\r\n")
-            if reply.chunked:
-                for start in range(0, len(reply.body), 1024):
-                    piece = reply.body[start : start + 1024]
-                    writer.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
-                writer.write(b"0\r\n\r\n")
-            else:
-                writer.write(reply.body)
+            self.headers.append(
+                {k.lower().strip(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+            )
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
-                await writer.drain()
-            except ConnectionError:
-                pass
-            writer.close()
+                await self._answer(path, writer)
+            finally:
+                self.in_flight -= 1
 
         def serve() -> None:
             assert self._loop is not None
@@ -139,6 +133,30 @@ class TlsServer:
         self._thread.start()
         ready.wait(10)
         return self
+
+    async def _answer(self, path: str, writer: asyncio.StreamWriter) -> None:
+        reply = self.routes.get(path, Reply(404, b"not found"))
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        headers = {"Connection": "close", **reply.headers}
+        if reply.chunked:
+            headers["Transfer-Encoding"] = "chunked"
+        else:
+            headers["Content-Length"] = str(len(reply.body))
+        writer.write(f"HTTP/1.1 {reply.status} X\r\n".encode())
+        writer.write("".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() + b"\r\n")
+        if reply.chunked:
+            for start in range(0, len(reply.body), 1024):
+                piece = reply.body[start : start + 1024]
+                writer.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            writer.write(b"0\r\n\r\n")
+        else:
+            writer.write(reply.body)
+        try:
+            await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
 
     def stop(self) -> None:
         if self._loop is not None and self._thread is not None:
@@ -153,3 +171,29 @@ class TlsServer:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
             self._loop = None
+
+
+def _serve_child(cert: Path, key: Path, routes: dict[str, Reply], conn: Connection) -> None:
+    server = TlsServer(cert, key, routes).start()
+    conn.send(server.port)
+    conn.recv()  # anything: stop
+    server.stop()
+
+
+@contextlib.contextmanager
+def tls_server_process(cert: Path, key: Path, routes: dict[str, Reply]) -> Iterator[int]:
+    """A TlsServer in a child process (its memory is not the test's); yields its port."""
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(target=_serve_child, args=(cert, key, routes, child), daemon=True)
+    process.start()
+    try:
+        if not parent.poll(60):
+            raise TimeoutError("the TLS server process did not start")
+        yield int(parent.recv())
+    finally:
+        parent.send(None)
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join(5)
