@@ -11,6 +11,10 @@ Measured, in images/second:
 - ``server``: the real HTTP server (in-process uvicorn, the runtime's own loader, batcher and worker) with
   4 concurrent clients each sending batch-1 requests, micro-batching off (``max_batch 1``) and on
   (``max_batch 4``): what micro-batching buys a runtime fed by several agents or clients at once.
+
+And in seconds, ``single_file_ready``: ``python -m inference_api serve`` started on a folder holding only a
+full-size SD 1.5 original-layout ``.safetensors`` (``build-tiny-model --full-size --single-file --no-configs``,
+2.1 GB fp16, offline, empty HF cache) until ``/ready`` answers 200 (``--smoke``: the tiny single file).
 """
 
 from __future__ import annotations
@@ -144,6 +148,23 @@ def server_throughput(plan: Plan, work: Path) -> dict[str, Any]:
     return results
 
 
+def single_file_ready(plan: Plan, work: Path) -> dict[str, Any]:
+    from benchmarks.bench_runtime import seconds_to_ready
+    from inference_api.tiny import build_tiny_model
+
+    models = work / "single-file"
+    started = time.perf_counter()
+    # Smoke: the tiny file needs its configs/ (its dimensions are not the published ones).
+    path = build_tiny_model(models, single_file=True, full_size=not plan.smoke, no_configs=not plan.smoke)
+    build = time.perf_counter() - started
+    ready = seconds_to_ready(models, work / "ready.log", "--device", plan.device)
+    return {
+        "file_gb": round(path.stat().st_size / 1e9, 2),
+        "build_seconds": round(build, 1),
+        "seconds_to_ready": round(ready, 2),
+    }
+
+
 def run(plan: Plan) -> dict[str, Any]:
     import torch
 
@@ -156,6 +177,7 @@ def run(plan: Plan) -> dict[str, Any]:
             "device": device_name,
             "pipeline": pipeline_throughput(plan),
             "server_4_clients": server_throughput(plan, work),
+            "single_file_ready": single_file_ready(plan, work),
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
