@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from contract import DEFAULT_LIMITS
+from inference_api.scripts import check_scripts
 
 L = DEFAULT_LIMITS
 MAX_SEED = 2**63 - 1
@@ -66,6 +68,14 @@ class GenerationRequest(BaseModel):
     @classmethod
     def _side_multiple(cls, value: int) -> int:
         return _multiple_of_8(value)
+
+    @field_validator("alwayson_scripts")
+    @classmethod
+    def _scripts_it_runs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return check_scripts(value)
+        except ValueError as exc:
+            raise PydanticCustomError("unsupported", str(exc)) from None
 
     @model_validator(mode="after")
     def _total_pixels(self) -> GenerationRequest:
