@@ -59,7 +59,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from sdq.local import local_up
+    from local_stack.local_up import local_up
 
     return local_up(config=args.config, models=args.models, port=args.port, quiet=not args.verbose, out=sys.stdout)
 

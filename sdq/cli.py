@@ -16,7 +16,6 @@ from typing import Any, TextIO
 
 import httpx
 
-from local_stack.signals import sigterm_as_interrupt
 from sdq import endpoints
 from sdq.client import ApiClient, ApiError, Endpoint, build_request
 from sdq.progress import Progress
@@ -130,11 +129,19 @@ def _wait_and_report(client: ApiClient, task_id: str, args: argparse.Namespace, 
     return EXIT_OK
 
 
+def _local(args: argparse.Namespace, out: TextIO) -> int:
+    """``sdq local up``: the one command that needs the local stack, imported only here."""
+    from local_stack.local_up import local_up
+    from local_stack.signals import sigterm_as_interrupt
+
+    # SIGTERM unwinds like Ctrl-C, so that the stack stops its children in order.
+    with sigterm_as_interrupt():
+        return local_up(config=args.config, models=args.models, port=args.port, quiet=args.quiet, out=out)
+
+
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO, transport: httpx.BaseTransport | None) -> int:
     if args.command == "local":
-        from sdq.local import local_up
-
-        return local_up(config=args.config, models=args.models, port=args.port, quiet=args.quiet, out=out)
+        return _local(args, out)
     endpoint = _endpoint(args)
     with ApiClient(endpoint, transport=transport) as client:
         if args.command == "submit":
@@ -195,9 +202,7 @@ def main(
         return plan_main(argv[1:], stdout=out, stderr=err)
     args = _parser().parse_args(argv)
     try:
-        # SIGTERM unwinds like Ctrl-C, so that `sdq local up` stops its children in order.
-        with sigterm_as_interrupt():
-            return _run(args, out, err, transport)
+        return _run(args, out, err, transport)
     except UsageError as exc:
         err.write(f"sdq: {exc}\n")
         return EXIT_USAGE

@@ -14,6 +14,9 @@ from sdq.client import Endpoint
 LOCAL_FILE = Path(".sdq") / "local.json"
 ENDPOINT_ENV = "SDQ_ENDPOINT"
 API_KEY_ENV = "SDQ_API_KEY"
+# Stack outputs, ours first, then the names the replaced sample's stacks (and scripts) use.
+ENDPOINT_OUTPUTS = ("ApiEndpoint", "FrontApiEndpoint")
+KEY_COMMAND_OUTPUTS = ("ApiKeyCommand", "GetAPIKeyCommand")
 
 
 class EndpointError(RuntimeError):
@@ -47,19 +50,25 @@ def read_local(path: Path) -> Endpoint:
     return Endpoint(data["endpoint"], data.get("api_key"), names)
 
 
-def _pick_output(outputs: dict[str, str], stem: str) -> str | None:
+def _pick_output(outputs: dict[str, str], *stems: str) -> str | None:
+    """The first output named by one of ``stems`` (ours first, then the replaced sample's)."""
     # CDK suffixes output keys with a hash when they live in nested constructs ("ApiEndpoint4F160690").
-    for key in sorted(outputs):
-        if key == stem or key.startswith(stem):
-            return outputs[key]
+    for stem in stems:
+        for key in sorted(outputs):
+            if key == stem or key.startswith(stem):
+                return outputs[key]
     return None
 
 
 def _api_key_id(outputs: dict[str, str]) -> str | None:
-    """The key's id: an ``ApiKeyId`` output, or the id inside the stack's ``ApiKeyCommand`` output."""
+    """The key's id: an ``ApiKeyId`` output, or the id inside the ``ApiKeyCommand`` (the sample's
+    ``GetAPIKeyCommand``) output."""
     key_id = _pick_output(outputs, "ApiKeyId")
-    if key_id is None and (command := _pick_output(outputs, "ApiKeyCommand")) is not None:
-        match = re.search(r"--api-key\s+(\S+)", command)
+    if key_id is None and (command := _pick_output(outputs, *KEY_COMMAND_OUTPUTS)) is not None:
+        # Ours: "get-api-key --api-key ID ..."; a query form: "get-api-keys --query 'items[?id==`ID`].value' ...".
+        match = re.search(r"--api-key\s+([A-Za-z0-9]+)", command) or re.search(
+            r"id\s*==\s*[`'\"]?([A-Za-z0-9]+)", command
+        )
         key_id = match.group(1) if match else None
     return key_id
 
@@ -77,7 +86,8 @@ def _runtimes(stack_name: str, outputs: dict[str, str]) -> tuple[str, ...]:
 
 
 def from_stack(stack_name: str, *, session: Any = None) -> Endpoint:
-    """Read ``ApiEndpoint`` and the API key id from a deployed stack's outputs; fetch the key's value."""
+    """Read the endpoint and the API key id from a deployed stack's outputs (ours or the replaced sample's
+    names: ``ApiEndpoint``/``FrontApiEndpoint``, ``ApiKeyCommand``/``GetAPIKeyCommand``); fetch the key."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -85,9 +95,11 @@ def from_stack(stack_name: str, *, session: Any = None) -> Endpoint:
     try:
         stacks = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-        url = _pick_output(outputs, "ApiEndpoint")
+        url = _pick_output(outputs, *ENDPOINT_OUTPUTS)
         if url is None:
-            raise EndpointError(f"stack {stack_name} has no ApiEndpoint output (outputs: {', '.join(outputs)})")
+            raise EndpointError(
+                f"stack {stack_name} has no ApiEndpoint or FrontApiEndpoint output (outputs: {', '.join(outputs)})"
+            )
         key_id = _api_key_id(outputs)
         key = None
         if key_id is not None:

@@ -18,7 +18,8 @@ E2E_CONFIG = {
     "stackName": "e2e",
     "modelBucketArn": "arn:aws:s3:::e2e-models",
     "modelsRuntime": [
-        {"name": "sdruntime", "type": "diffusers"},
+        # The model the replaced sample's v1alpha1 payloads name: they are routed on it.
+        {"name": "sdruntime", "type": "diffusers", "modelFilename": "sd_xl_turbo_1.0.safetensors"},
         # No local stand-in: the stack must skip it (its queue still exists) and say so.
         {"name": "comfy", "type": "comfyui"},
     ],

@@ -6,6 +6,8 @@ import io
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -15,6 +17,7 @@ from sdq.cli import EXIT_API, EXIT_OK, EXIT_TASK_FAILED, EXIT_TIMEOUT, EXIT_USAG
 from sdq.client import Endpoint, build_request
 from sdq.endpoints import read_local, resolve, write_local
 from sdq.progress import Progress
+from tests.conftest import ROOT
 
 API = "http://api.test"
 KEY = "secret-key-123"
@@ -255,6 +258,43 @@ def test_stack_outputs_give_endpoint_and_key(aws_env):
 
     with pytest.raises(EndpointError, match="cannot read stack nope"):
         resolve(stack="nope")
+
+
+def test_stack_outputs_under_the_sample_names(aws_env):
+    import boto3
+
+    apigw = boto3.client("apigateway", region_name="us-east-1")
+    key = apigw.create_api_key(name="sample-key", enabled=True, value="sample-key-value-0123456789abcdef")
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {
+            "FrontApiEndpoint": {"Value": "https://abc.execute-api.us-east-1.amazonaws.com/dev"},
+            "GetAPIKeyCommand": {
+                "Value": f"aws apigateway get-api-keys --query 'items[?id==`{key['id']}`].value' --include-values "
+                "--output text --region us-east-1"
+            },
+        },
+    }
+    boto3.client("cloudformation", region_name="us-east-1").create_stack(
+        StackName="sdoneks", TemplateBody=json.dumps(template)
+    )
+    found = resolve(stack="sdoneks", local_file=Path("/nonexistent"))
+    assert found.url == "https://abc.execute-api.us-east-1.amazonaws.com/dev"
+    assert found.api_key == "sample-key-value-0123456789abcdef"
+
+
+def test_sdq_client_library_does_not_import_the_local_stack():
+    # One-way: local_stack uses sdq's client; sdq's library (and the CLI, until `sdq local`) never loads local_stack.
+    code = (
+        "import sys, sdq.client, sdq.endpoints, sdq.results, sdq.cli; "
+        "bad = sorted(m for m in sys.modules if m == 'local_stack' or m.startswith('local_stack.')); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False, cwd=ROOT, env=env
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_build_request_image_to_image():

@@ -1,4 +1,6 @@
-"""``sdq local up``: run the local stack in the foreground and record how to reach it."""
+"""``sdq local up`` (and ``python -m local_stack up``): run the local stack in the foreground and record how
+to reach it for ``sdq`` and scripts. It lives here, not in ``sdq``: sdq's client library never imports
+the local stack; only ``sdq local ...`` does, lazily."""
 
 from __future__ import annotations
 
