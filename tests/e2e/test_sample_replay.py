@@ -3,6 +3,9 @@ smoke test posts it (``{endpoint}/{version}/``, and without the slash), every qu
 runtime's queue as its Lambda and SNS left it, raw and enveloped. The real gateway, handlers, agent and
 runtime (tiny model), moto over HTTP.
 
+Payloads run as the files have them, but for their size: width, height and steps are scaled down to 64 px
+and 2 steps, so that a CPU runs them in seconds (the tiny model makes noise at any size).
+
 Text-to-image tasks of both versions complete. Everything else ends clearly: refused at submit with the
 field named, or ``failed`` with a message (images behind public URLs cannot be fetched here; the runtime
 does not run AnimateDiff; a pipeline needs a ComfyUI runtime), never a silent drop or a wrong success.
@@ -27,6 +30,12 @@ pytestmark = pytest.mark.timeout(900)
 SOURCES = [("own", TEST_FIXTURES)] + ([("sample", SHARED_FIXTURES)] if SHARED_FIXTURES.exists() else [])
 
 
+def _small(content: dict[str, Any]) -> dict[str, Any]:
+    """The same generation payload at 64 px and 2 steps (only fields it already has)."""
+    scaled = {"width": 64, "height": 64, "steps": 2}
+    return {**content, **{k: v for k, v in scaled.items() if k in content}}
+
+
 @dataclass(frozen=True)
 class Case:
     task_id: str
@@ -47,9 +56,12 @@ def _request_cases() -> list[tuple[str, str, Case]]:
                     if version == "v1alpha2":
                         body["task"]["metadata"]["id"] = task_id
                         tasktype = body["task"]["metadata"]["tasktype"]
+                        if tasktype != "pipeline":
+                            body["task"]["content"] = _small(body["task"]["content"])
                     else:
                         body["alwayson_scripts"]["id_task"] = task_id
                         tasktype = body["alwayson_scripts"]["task"]
+                        body = _small(body)
                     animatediff = "AnimateDiff" in json.dumps(body)
                     label = f"{source}/{version}{slash}/{path.name}"
                     cases.append((f"/{version}{slash}", label, Case(task_id, tasktype, body, animatediff)))
@@ -100,13 +112,14 @@ def test_sample_requests_replay_through_the_stack(
 
 
 def _with_id(raw: str, task_id: str) -> str:
+    """The message under its own id (the sample reuses ids across files), its generation scaled down."""
     data = json.loads(raw)
-    if data.get("Type") == "Notification":
-        inner = json.loads(data["Message"])
-        inner["metadata"]["id"] = task_id
-        return json.dumps({**data, "Message": json.dumps(inner)})
-    data["metadata"]["id"] = task_id
-    return json.dumps(data)
+    enveloped = data.get("Type") == "Notification"
+    inner = json.loads(data["Message"]) if enveloped else data
+    inner["metadata"]["id"] = task_id
+    if inner["metadata"]["tasktype"] != "pipeline":
+        inner["content"] = _small(inner["content"])
+    return json.dumps({**data, "Message": json.dumps(inner)} if enveloped else inner)
 
 
 def _inner(raw: str) -> dict[str, Any]:
