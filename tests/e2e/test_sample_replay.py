@@ -77,12 +77,15 @@ def test_sample_requests_replay_through_the_stack(
         if answer.status_code == 400:
             fields = answer.json()["error"]["fields"]
             assert fields and all(f["message"] for f in fields), (label, answer.text)
-            # Refused only for what this deployment cannot do: a pipeline on a diffusers runtime, or the
-            # sample's 32-image AnimateDiff batch over our batch bound.
+            # Refused only for what this deployment cannot or may not do: a pipeline on a diffusers runtime,
+            # the sample's 32-image AnimateDiff batch over our batch bound, an s3:// input outside the input
+            # buckets.
             if case.tasktype == "pipeline":
                 assert fields[0]["rule"] == "runtime_type" and "diffusers" in fields[0]["message"], label
+            elif case.animatediff:
+                assert fields[0]["field"] == "batch_size", (label, answer.text)
             else:
-                assert case.animatediff and fields[0]["field"] == "batch_size", (label, answer.text)
+                assert "s3://" in json.dumps(case.body) and fields[0]["rule"] == "s3_input", (label, answer.text)
             continue
         assert answer.status_code == 200, (label, answer.text)
         got = answer.json()
