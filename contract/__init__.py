@@ -8,7 +8,7 @@ Request -> queue message -> status record -> notification. Nothing here does I/O
 
 from __future__ import annotations
 
-from contract.budget import input_image_issues
+from contract.budget import extras_size_issues, input_image_issues
 from contract.errors import ContractError, ErrorCode, FieldIssue, error_body
 from contract.image_header import image_size
 from contract.images import iter_image_fields, set_at
@@ -47,6 +47,7 @@ __all__ = [
     "check_https_url",
     "content_issues",
     "error_body",
+    "extras_size_issues",
     "image_key",
     "image_size",
     "input_image_issues",

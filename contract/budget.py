@@ -160,27 +160,33 @@ def input_image_issues(
         ("image",),
         ("imageList",),
     ):
-        (ow, oh), (cw, ch) = extras_work_sizes(w, h, content)
-        name = "upscaling_resize_w" if content.get("resize_mode") == 1 else "upscaling_resize"
-        if max(ow, oh) > limits.max_output_side or ow * oh > limits.max_output_pixels:
-            return [
-                FieldIssue(
-                    _join(base, name),
-                    "max_output_pixels",
-                    f"a {w}x{h} input would become {ow}x{oh}; at most {limits.max_output_side} a side "
-                    f"and {limits.max_output_pixels} pixels",
-                )
-            ]
-        if max(cw, ch) > limits.max_work_side or cw * ch > limits.max_work_pixels:
-            return [
-                FieldIssue(
-                    _join(base, "upscaling_crop"),
-                    "max_work_pixels",
-                    f"cropping a {w}x{h} input to fit {ow}x{oh} would first scale it to {cw}x{ch}; at most "
-                    f"{limits.max_work_side} a side and {limits.max_work_pixels} pixels (use an input closer to "
-                    "the output's aspect ratio, or upscaling_crop: false)",
-                )
-            ]
+        return extras_size_issues(w, h, content, limits, base)
+    return []
+
+
+def extras_size_issues(w: int, h: int, content: dict[str, Any], limits: Limits, base: str) -> list[FieldIssue]:
+    """An extras resize of a ``w`` x ``h`` input: its output and its crop-to-fit cover box, both bounded."""
+    (ow, oh), (cw, ch) = extras_work_sizes(w, h, content)
+    name = "upscaling_resize_w" if content.get("resize_mode") == 1 else "upscaling_resize"
+    if max(ow, oh) > limits.max_output_side or ow * oh > limits.max_output_pixels:
+        return [
+            FieldIssue(
+                _join(base, name),
+                "max_output_pixels",
+                f"a {w}x{h} input would become {ow}x{oh}; at most {limits.max_output_side} a side "
+                f"and {limits.max_output_pixels} pixels",
+            )
+        ]
+    if max(cw, ch) > limits.max_work_side or cw * ch > limits.max_work_pixels:
+        return [
+            FieldIssue(
+                _join(base, "upscaling_crop"),
+                "max_work_pixels",
+                f"cropping a {w}x{h} input to fit {ow}x{oh} would first scale it to {cw}x{ch}; at most "
+                f"{limits.max_work_side} a side and {limits.max_work_pixels} pixels (use an input closer to "
+                "the output's aspect ratio, or upscaling_crop: false)",
+            )
+        ]
     return []
 
 

@@ -65,10 +65,12 @@ def resize_for_img2img(image: Image.Image, width: int, height: int, mode: int) -
     if image.size == (width, height):
         return image
     if mode == 1:
+        # Crop-to-fit samples the centred source box straight into the target size: scaling the whole
+        # image to cover the target first would allocate the cover box (2048x8192000 for a 1x4000 input).
         scale = max(width / image.width, height / image.height)
-        resized = image.resize(_scaled(image, scale), LANCZOS)
-        left, top = (resized.width - width) // 2, (resized.height - height) // 2
-        return resized.crop((left, top, left + width, top + height))
+        box_w, box_h = width / scale, height / scale
+        left, top = (image.width - box_w) / 2, (image.height - box_h) / 2
+        return image.resize((width, height), LANCZOS, box=(left, top, left + box_w, top + box_h))
     if mode == 2:
         scale = min(width / image.width, height / image.height)
         inner = image.resize(_scaled(image, scale), LANCZOS)

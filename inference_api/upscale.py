@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from inference_api.errors import invalid_field
+from contract import DEFAULT_LIMITS, extras_size_issues
+from inference_api.errors import invalid
 from inference_api.http_schemas import ExtrasRequest
 
 LANCZOS = Image.Resampling.LANCZOS
@@ -32,8 +33,9 @@ A1111_ALIASES = {
     "esrgan_4x": "ESRGAN_4x",
 }
 MAX_MODEL_PASSES = 3
-MAX_OUTPUT_SIDE = 8192
-MAX_OUTPUT_PIXELS = 8192 * 8192 // 4
+# The largest scale an upscaler model applies in one pass (ESRGAN-family models are 1x, 2x or 4x).
+MAX_MODEL_SCALE = 4
+LIMITS = DEFAULT_LIMITS
 
 ModelRunner = Callable[[str, Image.Image], Image.Image]
 
@@ -51,14 +53,15 @@ def target_size(width: int, height: int, req: ExtrasRequest) -> tuple[int, int]:
 
 
 def check_target(width: int, height: int, req: ExtrasRequest, field_prefix: str = "") -> None:
-    tw, th = target_size(width, height, req)
-    name = "upscaling_resize_w" if req.resize_mode == 1 else "upscaling_resize"
-    if max(tw, th) > MAX_OUTPUT_SIDE or tw * th > MAX_OUTPUT_PIXELS:
-        raise invalid_field(
-            field_prefix + name,
-            "max_output",
-            f"output would be {tw}x{th}; at most {MAX_OUTPUT_SIDE} per side and {MAX_OUTPUT_PIXELS} pixels",
-        )
+    """Refuse (422, never retried) an input whose output or crop-to-fit cover box would pass the budget.
+
+    The cover box is what crop-to-fit allocates before it cuts: a 1x4000 input cropped to fit 2048x2048 would
+    be scaled to 2048x8192000 first. The same rule (``contract.extras_size_issues``) runs at submit and in
+    the agent; this is the last line, for callers that reach the runtime some other way.
+    """
+    issues = extras_size_issues(width, height, req.model_dump(), LIMITS, field_prefix.rstrip("."))
+    if issues:
+        raise invalid(issues)
 
 
 def resolve_name(name: str, available: set[str]) -> str:
@@ -108,6 +111,9 @@ def _apply(
         for _ in range(MAX_MODEL_PASSES):
             if current.width >= cover_w and current.height >= cover_h:
                 break
+            if _pass_too_large(current):
+                notes.append(f"upscaler {name!r} stopped early to stay within memory bounds; Lanczos did the rest")
+                break
             current = run_model(model, current)
         result = current.resize((cover_w, cover_h), LANCZOS) if current.size != (cover_w, cover_h) else current
     else:
@@ -118,6 +124,12 @@ def _apply(
         left, top = (result.width - width) // 2, (result.height - height) // 2
         result = result.crop((left, top, left + width, top + height))
     return result
+
+
+def _pass_too_large(image: Image.Image) -> bool:
+    """Whether one more model pass could produce an image past the work bound."""
+    w, h = image.width * MAX_MODEL_SCALE, image.height * MAX_MODEL_SCALE
+    return max(w, h) > LIMITS.max_work_side or w * h > LIMITS.max_work_pixels
 
 
 def html_info(req: ExtrasRequest, notes: list[str]) -> str:

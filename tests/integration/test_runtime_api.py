@@ -388,3 +388,24 @@ def test_clip_skip_changes_the_image(server: RunningServer) -> None:
     assert not np.array_equal(pixels(base), pixels(skipped["images"][0]))
     via_override = txt2img(server, seed=8, override_settings={"CLIP_stop_at_last_layers": 2})
     assert np.array_equal(pixels(skipped["images"][0]), pixels(via_override["images"][0]))
+
+
+def test_extreme_aspect_ratio_crop_to_fit_is_refused_not_allocated(server: RunningServer) -> None:
+    """The review's runtime memory bomb: a valid 1x4000 PNG (a few hundred bytes) cropped to fit 2048x2048
+    would be scaled to cover 2048x8192000 first. It is a 422 naming the field (the agent never retries a
+    4xx), and the runtime stays up and serves the next request."""
+    thin = png_b64((1, 4000))
+    body = {"image": thin, "resize_mode": 1, "upscaling_resize_w": 2048, "upscaling_resize_h": 2048}
+    response = server.client.post("/sdapi/v1/extra-single-image", json=body)
+    assert response.status_code == 422, response.text
+    assert error_fields(response) == ["upscaling_crop"]
+    assert "2048x8192000" in response.json()["error"]["message"]
+    batch = {"imageList": [{"data": thin, "name": "thin.png"}], **{k: v for k, v in body.items() if k != "image"}}
+    response = server.client.post("/sdapi/v1/extra-batch-images", json=batch)
+    assert response.status_code == 422 and error_fields(response) == ["upscaling_crop"]
+    # img2img's crop-and-resize samples the centre of the same input straight into the target size.
+    response = server.client.post(
+        "/sdapi/v1/img2img", json={**SMALL, "init_images": [thin], "resize_mode": 1, "denoising_strength": 0.5}
+    )
+    assert response.status_code == 200, response.text
+    assert server.client.get("/health").json() == {"status": "ok"}

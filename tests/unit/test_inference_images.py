@@ -117,3 +117,40 @@ def test_second_upscaler_is_blended_by_visibility() -> None:
 def test_html_info_escapes_request_text() -> None:
     text = html_info(_req(upscaler_1="<script>"), ["upscaler '<script>' is not available here; used Lanczos"])
     assert "<script>" not in text and "&lt;script&gt;" in text
+
+
+def test_crop_to_fit_cover_box_is_refused_before_any_allocation() -> None:
+    # A 1x4000 input cropped to fit 2048x2048 would be scaled to 2048x8192000 (16.7 gigapixels) first.
+    with pytest.raises(InvalidRequest) as excinfo:
+        check_target(1, 4000, _req(resize_mode=1, upscaling_resize_w=2048, upscaling_resize_h=2048))
+    (issue,) = excinfo.value.fields
+    assert issue.field == "upscaling_crop" and issue.rule == "max_work_pixels" and "2048x8192000" in issue.message
+    # The same input stretched (no crop) or cropped to a small box is harmless.
+    check_target(1, 4000, _req(resize_mode=1, upscaling_resize_w=2048, upscaling_resize_h=2048, upscaling_crop=False))
+    check_target(1, 4000, _req(resize_mode=1, upscaling_resize_w=4, upscaling_resize_h=4))
+
+
+def test_model_passes_stop_before_an_intermediate_passes_the_work_bound() -> None:
+    calls: list[tuple[int, int]] = []
+
+    def quadrupler(name: str, image: Image.Image) -> Image.Image:
+        calls.append(image.size)
+        return Image.new("RGB", (image.width * 4, image.height * 4))
+
+    # 2 x 3000 to 2048 x 3072, no crop: passes would go 8x12000, 32x48000 (side over 16384): stopped after one.
+    req = _req(resize_mode=1, upscaling_resize_w=2048, upscaling_resize_h=3072, upscaling_crop=False, upscaler_1="m")
+    outcome = upscale_one(Image.new("RGB", (2, 3000)), req, {"m"}, quadrupler)
+    assert calls == [(2, 3000)] and outcome.image.size == (2048, 3072)
+    assert any("stopped early" in n for n in outcome.notes)
+
+
+def test_img2img_crop_resize_never_builds_the_cover_box() -> None:
+    import tracemalloc
+
+    thin = Image.new("RGB", (1, 4000), (9, 9, 9))
+    tracemalloc.start()
+    out = images.resize_for_img2img(thin, 2048, 2048, 1)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert out.size == (2048, 2048)
+    assert peak < 64 * 1024 * 1024  # the cover box alone would be 2048x8192000x3 bytes = 47 GiB
