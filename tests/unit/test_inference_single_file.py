@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from inference_api.architectures import PUBLISHED, SD2, SD2_V, Architecture
 from inference_api.checkpoints import CheckpointHeader, classify_checkpoint, declared_prediction
+from inference_api.ldm import pipeline_to_ldm
 from inference_api.single_file import UnrecognisedCheckpoint, published_architecture, write_config_folder
 from inference_api.tokenizer import CLIP_VOCAB_SIZE, EOS, build_clip_tokenizer
 
@@ -62,6 +64,27 @@ def test_shipped_configs_have_the_released_parameter_counts(family: str, tmp_pat
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == PUBLISHED[family].pipeline_class
     assert not [p for p in folder.rglob("*") if p.suffix in {".safetensors", ".bin"}]
+
+
+@pytest.mark.parametrize("family", sorted(PUBLISHED))
+def test_the_published_layout_converts_exactly_into_the_shipped_configs(family: str, tmp_path: Path) -> None:
+    """The original-layout tensors of each family (names and shapes, written by inference_api.ldm from modules
+    built on the meta device) are classified as that family and convert, through diffusers' own single-file
+    converters and the shipped configs, into exactly the modules' tensors."""
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+
+    arch = PUBLISHED[family]
+    modules = _meta_pipeline(write_config_folder(arch, tmp_path / family))
+    layout = SimpleNamespace(**{name: modules.get(name) for name in ("unet", "vae", "text_encoder", "text_encoder_2")})
+    original = pipeline_to_ldm(layout, open_clip_text=arch.open_clip_text)
+    assert classify_checkpoint(CheckpointHeader({k: tuple(v.shape) for k, v in original.items()})) == family
+
+    def shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v.shape) for k, v in state.items()}
+
+    unet, vae = modules["unet"], modules["vae"]
+    assert shapes(convert_ldm_unet_checkpoint(original, dict(unet.config))) == shapes(unet.state_dict())
+    assert shapes(convert_ldm_vae_checkpoint(original, dict(vae.config))) == shapes(vae.state_dict())
 
 
 def test_the_clip_vocabulary_is_the_real_one_from_the_installed_package(tmp_path: Path) -> None:
