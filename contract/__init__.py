@@ -12,11 +12,11 @@ from contract.budget import extras_size_issues, input_image_issues
 from contract.errors import ContractError, ErrorCode, FieldIssue, error_body
 from contract.image_header import image_size
 from contract.images import iter_image_fields, set_at
-from contract.layout import image_key, output_key, output_location, s3_uri, split_s3_uri
+from contract.layout import image_key, notification_key, output_key, output_location, s3_uri, split_s3_uri
 from contract.legacy import LEGACY_RUNTIME, LegacyRequest, parse_legacy_request
 from contract.limits import DEFAULT_LIMITS, SNS_MAX_MESSAGE_BYTES, Limits
 from contract.messages import QueueMessage, legacy_request, parse_queue_body, to_queue_message, utcnow
-from contract.notification import ErrorInfo, Notification, notification_status
+from contract.notification import ErrorInfo, Notification, notification_status, sns_message_size
 from contract.refs import RefError, RefKind, check_https_url, is_public_address, parse_image_ref
 from contract.request import ID_PATTERN, TaskRequest, content_issues, parse_request
 from contract.status import STATUS_TTL_DAYS, StatusRecord, cancel_request_update, new_item, transition_update
@@ -55,6 +55,7 @@ __all__ = [
     "iter_image_fields",
     "legacy_request",
     "new_item",
+    "notification_key",
     "notification_status",
     "output_key",
     "output_location",
@@ -64,6 +65,7 @@ __all__ = [
     "parse_request",
     "s3_uri",
     "set_at",
+    "sns_message_size",
     "split_s3_uri",
     "to_queue_message",
     "transition_update",

@@ -17,6 +17,11 @@ def output_key(prefix: str, task_id: str) -> str:
     return f"{task_folder(prefix, task_id)}/{task_id}.out"
 
 
+def notification_key(prefix: str, task_id: str) -> str:
+    """Key of the full notification, stored when the one published had to be slim (over SNS's size cap)."""
+    return f"{task_folder(prefix, task_id)}/{task_id}.notification.json"
+
+
 def s3_uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 

@@ -108,7 +108,7 @@ async def run_agent(
                 leases=Leases(queue, extension, interval),
                 store=store,
                 results=ResultStore(aws.s3, settings.bucket),
-                notifier=Notifier(aws.sns, settings.topic_arn),
+                notifier=Notifier(aws.sns, settings.topic_arn, s3=aws.s3, bucket=settings.bucket),
                 inputs=InputResolver(aws.s3, settings.input_buckets, fetcher),
                 runtime=runtime,
                 retry=RetryPolicy(settings.transient_retries, settings.retry_backoff, settings.retry_backoff_max),

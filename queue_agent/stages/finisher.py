@@ -240,7 +240,7 @@ class Finisher:
             timings=job.timings(outcome),
         )
         with ctx.tracer.span(job.trace, "sns", operation="publish"):
-            await ctx.notifier.publish(notification)
+            await ctx.notifier.publish(notification, prefix=message.prefix if message else "output")
         if message is not None:
             await ctx.store.mark_notified(task_id=job.task_id, status=status)
         log.info("announced", extra={"status": status.value})
