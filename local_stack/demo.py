@@ -41,8 +41,9 @@ def input_image_png(side: int = 64) -> bytes:
 def upload_input(stack: LocalStack) -> str:
     assert stack.resources is not None
     s3 = client("s3", stack.aws_endpoint)
-    s3.put_object(Bucket=stack.resources.bucket, Key=INPUT_KEY, Body=input_image_png(), ContentType="image/png")
-    return f"s3://{stack.resources.bucket}/{INPUT_KEY}"
+    bucket = stack.resources.input_buckets[0]  # where clients stage inputs (config.yaml's inputBuckets)
+    s3.put_object(Bucket=bucket, Key=INPUT_KEY, Body=input_image_png(), ContentType="image/png")
+    return f"s3://{bucket}/{INPUT_KEY}"
 
 
 def demo_tasks(runtime: str, input_uri: str, *, side: int, steps: int, run: str) -> list[DemoTask]:

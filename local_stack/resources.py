@@ -39,6 +39,8 @@ class StackResources:
     bucket: str
     table: str
     runtimes: dict[str, RuntimeResources] = field(default_factory=dict)
+    # Where clients stage s3:// inputs: config.yaml's inputBuckets, or one local stand-in when it lists none.
+    input_buckets: tuple[str, ...] = ()
 
 
 def client(service: str, endpoint: str) -> Any:
@@ -129,6 +131,9 @@ def create_resources(cfg: DeploymentConfig, endpoint: str) -> StackResources:
     bucket, table = local_bucket(cfg), naming.status_table(stack)
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=output_lifecycle(cfg))
+    inputs = local_input_buckets(cfg)
+    for name in inputs:
+        s3.create_bucket(Bucket=name)
 
     dynamodb.create_table(
         TableName=table,
@@ -139,7 +144,13 @@ def create_resources(cfg: DeploymentConfig, endpoint: str) -> StackResources:
     dynamodb.update_time_to_live(
         TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
     )
-    return StackResources(tasks_topic, results_topic, bucket, table, runtimes)
+    return StackResources(tasks_topic, results_topic, bucket, table, runtimes, inputs)
+
+
+def local_input_buckets(cfg: DeploymentConfig) -> tuple[str, ...]:
+    """The buckets any tenant may name as s3:// inputs. A deployment has those config.yaml lists (they exist
+    already); locally they are created, and without any a ``<stack>-inputs`` bucket stands in for them."""
+    return tuple(cfg.input_buckets) or (f"{cfg.stack_name.lower()}-inputs-{LOCAL_ACCOUNT}",)
 
 
 def output_lifecycle(cfg: DeploymentConfig) -> dict[str, Any]:

@@ -245,7 +245,7 @@ class LocalStack:
             METRICS_HOST="127.0.0.1",
             METRICS_PORT=str(metrics_port),
             JOB_TIMEOUT_SECONDS=str(self.config.job_timeout_seconds),
-            ALLOWED_INPUT_BUCKETS=self.resources.bucket,
+            ALLOWED_INPUT_BUCKETS=",".join([self.resources.bucket, *self.resources.input_buckets]),
         )
         return ManagedProcess(f"agent:{runtime.name}", [sys.executable, "-m", "queue_agent"], env, self.sink)
 
@@ -256,6 +256,7 @@ class LocalStack:
             TASKS_TOPIC_ARN=self.resources.tasks_topic_arn,
             STATUS_TABLE=self.resources.table,
             OUTPUT_BUCKET=self.resources.bucket,
+            INPUT_BUCKETS=",".join(self.resources.input_buckets),
             RUNTIMES=",".join(runtimes),
             RUNTIME_CATALOG=runtime_catalog(self.config, runtimes),
             STATUS_TTL_DAYS=str(self.config.outputs.status_ttl_days),

@@ -36,9 +36,10 @@ def _png(data: bytes) -> Image.Image:
 def test_five_tasks_complete_end_to_end(stack: LocalStack, inbox: NotificationInbox, api: httpx.Client):
     assert stack.resources is not None
     bucket = stack.resources.bucket
+    staging = stack.resources.input_buckets[0]  # where clients stage inputs (config.yaml's inputBuckets)
     s3 = client("s3", stack.aws_endpoint)
-    s3.put_object(Bucket=bucket, Key="inputs/e2e.png", Body=input_image_png(SIDE))
-    source = f"s3://{bucket}/inputs/e2e.png"
+    s3.put_object(Bucket=staging, Key="inputs/e2e.png", Body=input_image_png(SIDE))
+    source = f"s3://{staging}/inputs/e2e.png"
     gen = {"prompt": "a lighthouse at dusk", "steps": STEPS, "width": SIDE, "height": SIDE}
     # (route, body, number of images, side of each image)
     cases = {
