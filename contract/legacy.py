@@ -118,12 +118,6 @@ def legacy_task_from_message(metadata: dict[str, Any], content: Any, *, limits: 
     return _legacy_task(content, base="content", limits=limits)
 
 
-def is_legacy_content(content: Any) -> bool:
-    """True for an AUTOMATIC1111 body that carries the v1alpha1 routing in ``alwayson_scripts``."""
-    scripts = content.get("alwayson_scripts") if isinstance(content, dict) else None
-    return isinstance(scripts, dict) and "task" in scripts and "sd_model_checkpoint" in scripts
-
-
 def _legacy_task(data: dict[str, Any], *, base: str, limits: Limits) -> LegacyTask:
     scripts_field = _join(base, "alwayson_scripts")
     scripts = data.get("alwayson_scripts")

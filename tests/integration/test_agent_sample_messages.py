@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent_fakes.a1111 import FakeA1111
-from tests.agent_fakes.aws_world import AgentWorld
+from tests.agent_fakes.aws_world import AgentWorld, async_wait_until
 from tests.agent_fakes.fixtures import a1111_fixture, world_fixture  # noqa: F401
 from tests.agent_fakes.harness import running_agent
 from tests.conftest import SHARED_FIXTURES, TEST_FIXTURES
@@ -103,3 +103,38 @@ async def test_legacy_checkpoint_is_switched_to_with_dynamic_models(world: Agent
     (call,) = [c for c in a1111.finished_calls(200) if c.endpoint == "txt2img"]
     # The checkpoint switched the model; it does not ride along as a per-request override.
     assert "sd_model_checkpoint" not in (call.payload.get("override_settings") or {})
+
+
+def _completable(root: Path) -> list[Path]:
+    """Messages that can complete here: no pipeline (needs ComfyUI), no public https image (no internet)."""
+    return [
+        p for p in sorted((root / "queue-messages").glob("*.json")) if _expected(_inner(p.read_text())) == "completed"
+    ]
+
+
+async def test_a_mixed_queue_of_sample_messages_completes_each_job_once(world: AgentWorld, a1111: FakeA1111) -> None:
+    # One queue holding both versions, enveloped and raw, as an old queue mid-migration would.
+    roots = [TEST_FIXTURES, *([SHARED_FIXTURES] if SHARED_FIXTURES.exists() else [])]
+    files = [p for root in roots for p in _completable(root)]
+    assert len(files) >= 8
+    ids = []
+    for n, path in enumerate(files):
+        data = json.loads(path.read_text())
+        inner = _inner(path.read_text())
+        task_id = f"mixed-{n}"
+        inner["metadata"]["id"] = task_id
+        body = {**data, "Message": json.dumps(inner)} if data.get("Type") == "Notification" else inner
+        world.send_raw(json.dumps(body))
+        ids.append(task_id)
+
+    async with running_agent(world.agent_env(a1111.base_url)):
+        await world.await_notifications(len(ids), timeout=60)
+        await async_wait_until(lambda: world.queue_counts() == (0, 0), 30, what="queue empty")
+
+    notes = world.notifications()
+    assert Counter(n["id"] for n in notes) == Counter(ids)
+    assert all(n["status"] == "completed" and n["image_url"] for n in notes), notes
+    for task_id in ids:
+        record = world.status(task_id)
+        assert record is not None and record["status"] == "completed" and int(record["attempts"]) == 1
+    assert world.dlq_bodies() == []
