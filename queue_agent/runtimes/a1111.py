@@ -40,6 +40,9 @@ _ENDPOINTS = {
     TaskType.EXTRA_BATCH_IMAGE: "extra-batch-images",
 }
 # Request fields echoed back in "parameters" that only repeat our (large) inputs.
+# AUTOMATIC1111 settings the agent applies on start: no URL fetching by the webui (and none to local
+# addresses, should a later change turn the first back on).
+WEBUI_SAFE_OPTIONS = {"api_enable_requests": False, "api_forbid_local_requests": True}
 _ECHOED_INPUTS = ("init_images", "mask", "image", "imageList")
 
 
@@ -63,6 +66,17 @@ class A1111Runtime:
 
     async def wait_ready(self, limit: float) -> None:
         await poll_until(lambda: self._probe("/ready" if self._ours else "sd-models"), limit)
+        if not self._ours:
+            await self._disable_url_fetching()
+
+    async def _disable_url_fetching(self) -> None:
+        """The webui fetches http(s) image URLs itself unless told not to: the agent resolves (and vets) every
+        reference, so the webui never needs to, and a URL that slipped past would not be followed."""
+        try:
+            resp = await self._client.post(self._url("options"), json=WEBUI_SAFE_OPTIONS, timeout=PROBE_TIMEOUT)
+        except httpx.HTTPError as exc:
+            raise unreachable("options", exc) from None
+        check_response(resp, "options")
 
     async def healthy(self) -> bool:
         return await self._probe("/health" if self._ours else "sd-models")

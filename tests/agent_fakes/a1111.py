@@ -128,6 +128,8 @@ class FakeA1111:
                     return JSONResponse({"detail": f"model {wanted} not found"}, status_code=422)
                 self.model_switches.append(wanted)
                 self.options["sd_model_checkpoint"] = f"{wanted.split(' [')[0]} [0123456789]"
+            # The webui keeps every other option it is sent.
+            self.options.update({k: v for k, v in body.items() if k != "sd_model_checkpoint"})
             return JSONResponse(None)
         return JSONResponse(self.options)
 

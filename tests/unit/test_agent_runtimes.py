@@ -209,3 +209,13 @@ def test_the_runtime_type_setting_picks_the_adapter() -> None:
 def test_artifact_types_come_from_the_name_or_the_bytes(data: bytes, name: str | None, ext: str, content_type: str):
     artifact = artifact_from_bytes(data, name)
     assert (artifact.ext, artifact.content_type) == (ext, content_type)
+
+
+async def test_the_webui_is_told_not_to_fetch_urls_itself(a1111: FakeA1111) -> None:
+    runtime = A1111Runtime(a1111.base_url, dynamic_model=False, ours=False)
+    try:
+        await runtime.wait_ready(10)
+    finally:
+        await runtime.aclose()
+    assert a1111.options["api_enable_requests"] is False
+    assert a1111.options["api_forbid_local_requests"] is True
