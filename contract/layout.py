@@ -35,3 +35,16 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
         raise ValueError(f"not an s3:// URI: {uri!r}")
     bucket, _, key = uri[5:].partition("/")
     return bucket, key
+
+
+# Where the dead-letter consumer keeps each message it took off a DLQ, for `sdq redrive`. A task prefix cannot
+# start with '.', so no task's results can land here.
+DEAD_LETTER_FOLDER = ".dead-letters"
+
+
+def dead_letter_key(queue_name: str, message_id: str) -> str:
+    return f"{dead_letter_prefix(queue_name)}{message_id}.json"
+
+
+def dead_letter_prefix(queue_name: str) -> str:
+    return f"{DEAD_LETTER_FOLDER}/{queue_name}/"

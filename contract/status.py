@@ -112,3 +112,49 @@ def cancel_request_update(task_id: str, now: datetime) -> dict[str, Any]:
         "ExpressionAttributeNames": {"#c": "cancel_requested", "#u": "updated_at", "#s": "status"},
         "ExpressionAttributeValues": {":true": True, ":now": _iso(now), ":running": TaskStatus.RUNNING.value},
     }
+
+
+# The terminal status that has been announced on the results topic: each is announced once.
+NOTIFIED_ATTRIBUTE = "notified"
+
+
+def notified_update(task_id: str, status: TaskStatus) -> dict[str, Any]:
+    """Claim the announcement of ``status``; fails (conditional) when the task was announced already."""
+    return {
+        "Key": {"id": task_id},
+        "UpdateExpression": "SET #n = :s",
+        "ConditionExpression": "attribute_exists(id) AND attribute_not_exists(#n)",
+        "ExpressionAttributeNames": {"#n": NOTIFIED_ATTRIBUTE},
+        "ExpressionAttributeValues": {":s": status.value},
+    }
+
+
+# Why the dead-letter consumer failed a task; redriving resets any failed task whose message it puts back.
+DEAD_LETTERED = "dead_lettered"
+
+
+def requeue_update(task_id: str, now: datetime) -> dict[str, Any]:
+    """Put a task back to queued for a redrive of its dead-lettered message (an operator's explicit retry).
+
+    The one way out of ``failed``: the message is about to be delivered again, so the record must let the agent
+    run it rather than treat it as finished. Completed and cancelled tasks are never reset.
+    """
+    return {
+        "Key": {"id": task_id},
+        "UpdateExpression": "SET #s = :queued, #u = :now REMOVE #n, #e, #f, #c",
+        "ConditionExpression": "attribute_exists(id) AND #s IN (:queued, :running, :failed)",
+        "ExpressionAttributeNames": {
+            "#s": "status",
+            "#u": "updated_at",
+            "#n": NOTIFIED_ATTRIBUTE,
+            "#e": "error",
+            "#f": "finished_at",
+            "#c": "cancel_requested",
+        },
+        "ExpressionAttributeValues": {
+            ":queued": TaskStatus.QUEUED.value,
+            ":running": TaskStatus.RUNNING.value,
+            ":failed": TaskStatus.FAILED.value,
+            ":now": _iso(now),
+        },
+    }

@@ -11,11 +11,14 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as lambda_events
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from contract.layout import DEAD_LETTER_FOLDER
 from infra import nag, naming
 from infra.config import DeploymentConfig, runtime_catalog, runtime_names
 from infra.lambda_bundle import LAMBDA_ARCHITECTURE, LambdaSources, lambda_code
@@ -46,6 +49,7 @@ _RETENTION = {
     1827: logs.RetentionDays.FIVE_YEARS,
     3653: logs.RetentionDays.TEN_YEARS,
 }
+DEAD_LETTER_HANDLER = "task_api.dead_letters.handler"
 _TABLE_READ = ["dynamodb:GetItem"]
 _TABLE_WRITE = ["dynamodb:PutItem", "dynamodb:UpdateItem"]
 
@@ -57,6 +61,9 @@ class ApiInputs:
     topic_key: kms.IKey
     output_bucket: s3.IBucket
     lambda_sources: LambdaSources | None = None
+    # The dead-letter consumer: every runtime's DLQ feeds it; it announces on the results topic.
+    results_topic: sns.ITopic | None = None
+    dead_letter_queues: tuple[sqs.IQueue, ...] = ()
 
 
 class TaskApi(Construct):
@@ -89,7 +96,48 @@ class TaskApi(Construct):
         self.log_groups: dict[str, logs.LogGroup] = {}
         self.functions = {name: self._function(name, handler, code, environment) for name, handler in HANDLERS.items()}
         self._grant(inputs)
+        self.dead_letters = self._dead_letter_consumer(inputs, code) if inputs.results_topic is not None else None
         self.api = self._rest_api(config)
+
+    def _dead_letter_consumer(self, inputs: ApiInputs, code: lambda_.Code) -> lambda_.Function:
+        """One per stack: fails and announces the tasks whose messages reached a DLQ (lambda/task_api/dead_letters)."""
+        assert inputs.results_topic is not None
+        environment = {
+            "STATUS_TABLE": self.table.table_name,
+            "RESULTS_TOPIC_ARN": inputs.results_topic.topic_arn,
+            "OUTPUT_BUCKET": inputs.output_bucket.bucket_name,
+        }
+        function = self._function("deadletters", DEAD_LETTER_HANDLER, code, environment)
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=[*_TABLE_READ, "dynamodb:UpdateItem"], resources=[self.table.table_arn])
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["sns:Publish"], resources=[inputs.results_topic.topic_arn])
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["kms:GenerateDataKey*", "kms:Decrypt"], resources=[inputs.topic_key.key_arn])
+        )
+        # Each dead letter is kept for `sdq redrive` under the archive prefix, and nowhere else.
+        archive = inputs.output_bucket.arn_for_objects(f"{DEAD_LETTER_FOLDER}/*")
+        function.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[archive]))
+        for queue in inputs.dead_letter_queues:
+            function.add_event_source(
+                lambda_events.SqsEventSource(queue, batch_size=10, report_batch_item_failures=True)
+            )
+        nag.acknowledge(
+            function.role,  # type: ignore[arg-type]
+            {
+                nag.wildcard_resource("*"): "Active tracing: xray:PutTraceSegments/PutTelemetryRecords take "
+                "no resource.",
+                nag.wildcard_resource(f"{nag.token(self.log_groups['deadletters'], 'Arn')}:*"): "Streams of the "
+                "function's own log group, named by Lambda at run time.",
+                nag.wildcard_action("kms:GenerateDataKey*"): "Publishing to the KMS-encrypted results topic needs data "
+                "keys of that one key.",
+                nag.wildcard_resource(f"{nag.token(inputs.output_bucket, 'Arn')}/{DEAD_LETTER_FOLDER}/*"): "One "
+                "archive object per dead letter, named by its message id.",
+            },
+        )
+        return function
 
     def _function(self, name: str, handler: str, code: lambda_.Code, environment: dict[str, str]) -> lambda_.Function:
         log_group = logs.LogGroup(

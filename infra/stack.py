@@ -49,6 +49,8 @@ class SdAsyncStack(Stack):
                 topic_key=messaging.key,
                 output_bucket=storage.output_bucket,
                 lambda_sources=lambda_sources,
+                results_topic=messaging.results_topic,
+                dead_letter_queues=tuple(q.dlq for q in messaging.queues),
             ),
         )
         network = Network(self, "Network", config=config.network, discovery_tag=naming.cluster_name(config.stack_name))

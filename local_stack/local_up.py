@@ -5,6 +5,7 @@ the local stack; only ``sdq local ...`` does, lazily."""
 from __future__ import annotations
 
 import threading
+from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
@@ -27,7 +28,16 @@ def local_up(
     options = StackOptions(config_path=config, model_dir=models, api_port=port, console=not quiet)
     with LocalStack(options) as stack:
         endpoint = Endpoint(stack.api_url, stack.api_key, tuple(stack.runtime_names))
-        write_local(local_file, endpoint, page=f"{stack.api_url}/", log=str(stack.log_path))
+        # The AWS side too, for operator commands such as `sdq redrive` (moto: no real credentials involved).
+        resources = asdict(stack.resources) if stack.resources is not None else None
+        write_local(
+            local_file,
+            endpoint,
+            page=f"{stack.api_url}/",
+            log=str(stack.log_path),
+            aws_endpoint=stack.aws_endpoint,
+            resources=resources,
+        )
         try:
             out.write(
                 f"\nlocal stack is up (Ctrl-C to stop)\n"

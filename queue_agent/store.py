@@ -19,8 +19,9 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError
 
 from contract import STATUS_TTL_DAYS, QueueMessage, StatusRecord, TaskStatus, new_item, transition_update, utcnow
+from contract.status import NOTIFIED_ATTRIBUTE, notified_update
 
-NOTIFIED_ATTR = "notified"
+NOTIFIED_ATTR = NOTIFIED_ATTRIBUTE
 
 
 @dataclass(frozen=True)
@@ -115,13 +116,7 @@ class DynamoStatusStore:
     async def mark_notified(self, task_id: str, status: TaskStatus) -> bool:
         """Claim the announcement of ``status``; False when it was already announced."""
         try:
-            await self._table.update_item(
-                Key={"id": task_id},
-                UpdateExpression="SET #n = :s",
-                ConditionExpression="attribute_exists(id) AND attribute_not_exists(#n)",
-                ExpressionAttributeNames={"#n": NOTIFIED_ATTR},
-                ExpressionAttributeValues={":s": status.value},
-            )
+            await self._table.update_item(**notified_update(task_id, status))
         except ClientError as exc:
             if _conditional_failed(exc):
                 return False

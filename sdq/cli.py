@@ -83,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
 
     cancel = sub.add_parser("cancel", parents=[conn], help="cancel a queued or running task")
     cancel.add_argument("task_id", metavar="ID")
+
+    redrive = sub.add_parser(
+        "redrive",
+        help="put a runtime's dead-lettered tasks back on its queue (reset to queued): the way to retry them",
+    )
+    redrive.add_argument("runtime", metavar="RUNTIME")
+    redrive.add_argument("--stack", help="the deployed CloudFormation stack (default: the local stack)")
+    redrive.add_argument("--local-file", type=Path, default=endpoints.LOCAL_FILE, help=argparse.SUPPRESS)
     return parser
 
 
@@ -142,6 +150,8 @@ def _local(args: argparse.Namespace, out: TextIO) -> int:
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO, transport: httpx.BaseTransport | None) -> int:
     if args.command == "local":
         return _local(args, out)
+    if args.command == "redrive":
+        return _redrive(args, out)
     endpoint = _endpoint(args)
     with ApiClient(endpoint, transport=transport) as client:
         if args.command == "submit":
@@ -183,6 +193,20 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO, transport: httpx.Ba
             out.write(f"{args.task_id}: {status}\n")
             return EXIT_OK
     raise UsageError(f"unknown command {args.command!r}")
+
+
+def _redrive(args: argparse.Namespace, out: TextIO) -> int:
+    from sdq.redrive import RedriveError, redrive
+
+    try:
+        report = redrive(args.runtime, stack=args.stack, local_file=args.local_file)
+    except RedriveError as exc:
+        raise UsageError(str(exc)) from None
+    for task_id in report.requeued:
+        out.write(f"{task_id}: queued again\n")
+    out.write(f"{len(report.requeued)} task(s) requeued on {args.runtime}")
+    out.write(f"; {report.skipped} dead letter(s) that are no task kept\n" if report.skipped else "\n")
+    return EXIT_OK
 
 
 def main(

@@ -303,8 +303,8 @@ def test_stage_usage_plan_and_key_follow_the_config(any_synth: Synth) -> None:
 def test_task_functions(any_synth: Synth) -> None:
     cfg = any_synth.config
     functions = function_ids(any_synth)
-    assert set(functions) == {"submit", "status", "cancel"}
-    code_keys = set()
+    assert set(functions) == {"submit", "status", "cancel", "dead_letters"}
+    code_keys = {flat(any_synth.resources[functions.pop("dead_letters")]["Properties"]["Code"]["S3Key"])}
     for name, lid in functions.items():
         props = any_synth.resources[lid]["Properties"]
         assert props["Handler"] == f"task_api.{name}.handler"
@@ -317,7 +317,24 @@ def test_task_functions(any_synth: Synth) -> None:
         assert env["INPUT_BUCKETS"] == ",".join(cfg.input_buckets)
         assert {"TASKS_TOPIC_ARN", "STATUS_TABLE", "OUTPUT_BUCKET"} <= set(env)
         code_keys.add(flat(props["Code"]["S3Key"]))
-    assert len(code_keys) == 1, "the three functions share one asset"
+    assert len(code_keys) == 1, "the task functions and the dead-letter consumer share one asset"
+
+
+def test_one_dead_letter_consumer_fed_by_every_dlq(any_synth: Synth) -> None:
+    lid = function_ids(any_synth)["dead_letters"]
+    env = any_synth.resources[lid]["Properties"]["Environment"]["Variables"]
+    assert {"STATUS_TABLE", "RESULTS_TOPIC_ARN", "OUTPUT_BUCKET"} == set(env)
+    mappings = any_synth.props("AWS::Lambda::EventSourceMapping")
+    assert len(mappings) == len(any_synth.config.models_runtime)
+    for runtime in any_synth.config.models_runtime:
+        _, dlq_id = queue_ids(any_synth, runtime.name)
+        [mapping] = [m for m in mappings if m["EventSourceArn"] == {"Fn::GetAtt": [dlq_id, "Arn"]}]
+        assert mapping["FunctionName"] == {"Ref": lid}
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    role = next(r for r in any_synth.of_type("AWS::IAM::Role") if r.startswith("ApiDeadlettersRole"))
+    actions = {a for s in role_statements(any_synth, role) for a in as_list(s["Action"])}
+    assert "s3:PutObject" in actions and "sns:Publish" in actions and "dynamodb:UpdateItem" in actions
+    assert not actions & {"dynamodb:PutItem", "dynamodb:DeleteItem", "s3:GetObject", "s3:DeleteObject"}
 
 
 def test_lambda_asset_bundles_sources_and_platform_wheels(default_synth: Synth) -> None:

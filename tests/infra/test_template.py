@@ -23,9 +23,9 @@ def test_resource_counts_scale_with_runtimes(any_synth: Synth) -> None:
     tenants = max(1, len(any_synth.config.api.keys))  # one key + usage plan per tenant, or the single default
     template.resource_count_is("AWS::ApiGateway::UsagePlan", tenants)
     template.resource_count_is("AWS::ApiGateway::ApiKey", tenants)
-    # Ours (task API, Karpenter cleanup), plus CDK-provided ones: kubectl handler and its provider framework, the
-    # default-SG restrictor, the cleanup's provider framework (onEvent, isComplete, onTimeout).
-    template.resource_count_is("AWS::Lambda::Function", 3 + 2 + 3 + 3)
+    # Ours (task API, dead-letter consumer, Karpenter cleanup), plus CDK-provided ones: kubectl handler and its
+    # provider framework, the default-SG restrictor, the cleanup's provider framework (onEvent, isComplete, onTimeout).
+    template.resource_count_is("AWS::Lambda::Function", 3 + 1 + 2 + 3 + 3)
 
 
 def test_queues_redrive_and_subscriptions_filter(any_synth: Synth) -> None:
