@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from contract import ErrorCode, FieldIssue
-from inference_api import __version__
+from inference_api import __version__, a1111_routes
 from inference_api.embeddings import describe as describe_embeddings
 from inference_api.engine import Engine
 from inference_api.errors import InferenceError, invalid
@@ -106,8 +106,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         await engine.selection.reload()
 
     @app.post("/sdapi/v1/interrupt")
-    async def interrupt() -> None:
+    async def interrupt() -> dict[str, Any]:
         engine.progress.interrupt()
+        return {}  # A1111 answers an empty object
 
     @app.get("/sdapi/v1/progress", response_model=ProgressResponse)
     async def progress(skip_current_image: bool = False) -> dict[str, Any]:
@@ -145,6 +146,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @app.post("/sdapi/v1/refresh-loras")
     async def refresh_loras() -> None:
         await asyncio.to_thread(engine.networks.refresh)
+
+    app.include_router(a1111_routes.router(engine))
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:

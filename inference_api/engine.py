@@ -51,6 +51,7 @@ class Engine:
         self.counters = Counters()
         self.runner = BatchRunner(self.selection, self.progress, self.counters)
         self.networks = NetworkCatalog(settings.models_dir)
+        self.script_names: frozenset[str] = frozenset()  # alwayson scripts this runtime runs
         self.extras = Extras(self.selection.catalog, self.device, self.worker)
         self.batcher: MicroBatcher[GenerationJob] = MicroBatcher(
             self._run_jobs, max_batch=settings.max_batch, window=settings.batch_window_ms / 1000.0

@@ -18,8 +18,14 @@ from inference_api.checkpoints import read_header
 
 LORA_DIR = "Lora"
 EMBEDDINGS_DIR = "embeddings"
+VAE_DIR = "VAE"
+CONTROLNET_DIR = "ControlNet"
+MOTION_DIR = "AnimateDiff"
 _TAG = re.compile(r"<(\w+):([^>]+)>")
 MAX_DEPTH = 3
+
+
+_KINDS = (LORA_DIR, EMBEDDINGS_DIR, VAE_DIR, CONTROLNET_DIR, MOTION_DIR)
 
 
 @dataclass(frozen=True)
@@ -81,33 +87,64 @@ def _scan(folder: Path) -> list[NetworkFile]:
 
 
 class NetworkCatalog:
-    """The LoRA and embedding files under the model directory; rescanned on ``refresh``."""
+    """The add-on files under the model directory (LoRAs, embeddings, VAEs, ControlNets, motion modules),
+    as A1111 keeps them; rescanned on ``refresh``. Only ``.safetensors`` files are listed."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._lock = threading.Lock()
-        self._loras: dict[str, NetworkFile] = {}
-        self._embeddings: dict[str, NetworkFile] = {}
+        self._files: dict[str, dict[str, NetworkFile]] = {}
 
     def refresh(self) -> None:
-        loras = {f.name.lower(): f for f in _scan(self.root / LORA_DIR)}
-        embeddings = {f.name: f for f in _scan(self.root / EMBEDDINGS_DIR)}
+        found = {kind: {f.name.lower(): f for f in _scan(self.root / kind)} for kind in _KINDS}
         with self._lock:
-            self._loras, self._embeddings = loras, embeddings
+            self._files = found
+
+    def _list(self, kind: str) -> list[NetworkFile]:
+        with self._lock:
+            return list(self._files.get(kind, {}).values())
+
+    def _find(self, kind: str, name: str) -> NetworkFile | None:
+        with self._lock:
+            files = self._files.get(kind, {})
+        key = name.strip().lower()
+        key = re.sub(r"\s*\[[0-9a-f]+\]$", "", key)  # A1111 titles carry " [hash]"
+        for candidate in (key, Path(key).name, Path(key).stem):
+            if candidate in files:
+                return files[candidate]
+        return None
 
     @property
     def loras(self) -> list[NetworkFile]:
-        with self._lock:
-            return list(self._loras.values())
+        return self._list(LORA_DIR)
 
     @property
     def embeddings(self) -> list[NetworkFile]:
-        with self._lock:
-            return list(self._embeddings.values())
+        return self._list(EMBEDDINGS_DIR)
+
+    @property
+    def vaes(self) -> list[NetworkFile]:
+        return self._list(VAE_DIR)
+
+    @property
+    def controlnets(self) -> list[NetworkFile]:
+        return self._list(CONTROLNET_DIR)
+
+    @property
+    def motion_modules(self) -> list[NetworkFile]:
+        return self._list(MOTION_DIR)
 
     def find_lora(self, name: str) -> NetworkFile | None:
-        with self._lock:
-            return self._loras.get(name.lower())
+        return self._find(LORA_DIR, name)
+
+    def find_vae(self, name: str) -> NetworkFile | None:
+        return self._find(VAE_DIR, name)
+
+    def find_controlnet(self, name: str) -> NetworkFile | None:
+        return self._find(CONTROLNET_DIR, name)
+
+    def find_motion_module(self, name: str) -> NetworkFile | None:
+        return self._find(MOTION_DIR, name)
 
     def describe_loras(self) -> list[dict[str, Any]]:
         """``GET /sdapi/v1/loras`` as A1111's Lora extension answers it."""
