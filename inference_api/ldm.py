@@ -198,11 +198,52 @@ def pipeline_to_ldm(pipe: Any, *, open_clip_text: bool = False) -> Tensors:
     return state
 
 
+def ddpm_schedule_buffers(scheduler_config: Any) -> Tensors:
+    """The noise-schedule buffers the original SD 1.x/2.x training code stores in every checkpoint (unused by
+    the loader; present in files as downloaded), from the scaled-linear schedule of ``scheduler_config``."""
+    steps = int(scheduler_config["num_train_timesteps"])
+    start, end = float(scheduler_config["beta_start"]), float(scheduler_config["beta_end"])
+    betas = torch.linspace(start**0.5, end**0.5, steps, dtype=torch.float64) ** 2
+    alphas = 1.0 - betas
+    cumprod = torch.cumprod(alphas, dim=0)
+    previous = torch.cat([torch.ones(1, dtype=torch.float64), cumprod[:-1]])
+    variance = betas * (1.0 - previous) / (1.0 - cumprod)
+    buffers = {
+        "betas": betas,
+        "alphas_cumprod": cumprod,
+        "alphas_cumprod_prev": previous,
+        "sqrt_alphas_cumprod": cumprod.sqrt(),
+        "sqrt_one_minus_alphas_cumprod": (1.0 - cumprod).sqrt(),
+        "log_one_minus_alphas_cumprod": (1.0 - cumprod).log(),
+        "sqrt_recip_alphas_cumprod": (1.0 / cumprod).sqrt(),
+        "sqrt_recipm1_alphas_cumprod": (1.0 / cumprod - 1.0).sqrt(),
+        "posterior_variance": variance,
+        "posterior_log_variance_clipped": variance.clamp(min=1e-20).log(),
+        "posterior_mean_coef1": betas * previous.sqrt() / (1.0 - cumprod),
+        "posterior_mean_coef2": (1.0 - previous) * alphas.sqrt() / (1.0 - cumprod),
+    }
+    return {name: value.float() for name, value in buffers.items()}
+
+
 def save_single_file(
-    pipe: Any, path: Path, *, open_clip_text: bool = False, metadata: dict[str, str] | None = None
+    pipe: Any,
+    path: Path,
+    *,
+    open_clip_text: bool = False,
+    metadata: dict[str, str] | None = None,
+    as_downloaded: bool = False,
 ) -> Path:
-    """Write ``path`` (``.safetensors``, or a ``.ckpt`` as the original training code saved them)."""
+    """Write ``path`` (``.safetensors``, or a ``.ckpt`` as the original training code saved them).
+
+    ``as_downloaded`` adds what released SD 1.x/2.x files carry besides the modules' weights: the DDPM schedule
+    buffers and the CLIP position ids.
+    """
     state = {k: v.detach().contiguous().cpu() for k, v in pipeline_to_ldm(pipe, open_clip_text=open_clip_text).items()}
+    if as_downloaded and getattr(pipe, "text_encoder_2", None) is None:
+        state.update(ddpm_schedule_buffers(pipe.scheduler.config))
+        if not open_clip_text:
+            positions = pipe.text_encoder.config.max_position_embeddings
+            state[SD1_TEXT_PREFIX + "embeddings.position_ids"] = torch.arange(positions)[None, :]
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".ckpt":
         torch.save({"state_dict": state, "global_step": int((metadata or {}).get("global_step", 0))}, path)

@@ -92,7 +92,10 @@ def write_single_file(
         _replace(config_folder)
         write_config_folder(arch, config_folder)
     path = dest / f"{name}{suffix}"
-    return save_single_file(pipe, path, open_clip_text=arch.open_clip_text, metadata=metadata)
+    # Without configs: the file as users download it, schedule buffers included.
+    return save_single_file(
+        pipe, path, open_clip_text=arch.open_clip_text, metadata=metadata, as_downloaded=not configs
+    )
 
 
 def _write_tokenizers(arch: Architecture, folder: Path) -> None:

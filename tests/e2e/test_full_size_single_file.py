@@ -54,6 +54,9 @@ def test_the_checkpoint_is_alone_and_in_the_original_layout(lone_checkpoint: Pat
     assert shapes["model.diffusion_model.input_blocks.0.0.weight"] == (320, 4, 3, 3)
     assert shapes["cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"] == (49408, 768)
     assert shapes["first_stage_model.decoder.conv_out.weight"] == (3, 128, 3, 3)
+    # What released SD 1.x files carry besides the weights, which the loader must pass over.
+    assert shapes["alphas_cumprod"] == (1000,)
+    assert shapes["cond_stage_model.transformer.text_model.embeddings.position_ids"] == (1, 77)
 
 
 def test_serves_offline_and_a_task_completes_on_the_local_stack(

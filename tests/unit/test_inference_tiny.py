@@ -92,6 +92,10 @@ def test_cli_writes_an_sdxl_single_file(tmp_path: Path) -> None:
 def test_no_configs_writes_the_checkpoint_alone(tmp_path: Path) -> None:
     path = build_tiny_model(tmp_path, single_file=True, no_configs=True, name="alone")
     assert [p.name for p in tmp_path.iterdir()] == ["alone.safetensors"] and path == tmp_path / "alone.safetensors"
+    from inference_api.checkpoints import read_header
+
+    shapes = read_header(path).shapes
+    assert shapes["betas"] == (1000,) and shapes["alphas_cumprod"] == (1000,)  # as released files carry them
 
 
 def test_no_configs_needs_a_single_file(tmp_path: Path) -> None:
