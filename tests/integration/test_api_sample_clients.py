@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from task_api import app
 
 from contract import parse_queue_body
@@ -196,3 +198,60 @@ def test_sample_payloads_replay(client: httpx.Client, typed: ApiStack, path: tup
     if version == "v1alpha1":
         assert answer.json()["id_task"] == task_id == body["alwayson_scripts"]["id_task"]
         assert not set(ROUTING_KEYS) & message.content["alwayson_scripts"].keys()
+
+
+_leaf = st.none() | st.booleans() | st.integers(min_value=-(2**40), max_value=2**40) | st.text(max_size=12)
+_value = st.recursive(
+    _leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _maybe(good: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(good, good, _value)
+
+
+_scripts = st.fixed_dictionaries(
+    {
+        "task": _maybe(st.sampled_from(["text-to-image", "image-to-image", "extra-single-image", "pipeline"])),
+        "sd_model_checkpoint": _maybe(st.sampled_from([MODEL, f"{MODEL} [abc]", "other.safetensors", ""])),
+    },
+    optional={
+        "id_task": _maybe(st.from_regex(r"[A-Za-z0-9_-]{1,20}", fullmatch=True)),
+        "save_dir": _maybe(st.sampled_from(["outputs", "a/b", "../x", "/abs"])),
+        "image_link": _maybe(st.sampled_from(["s3://b/k.png", "https://example.com/a.png", "ftp://x"])),
+        "override_settings": _maybe(st.just({"CLIP_stop_at_last_layers": 2})),
+        "AnimateDiff": _value,
+    },
+)
+_v1_bodies = st.fixed_dictionaries(
+    {"alwayson_scripts": _maybe(_scripts)},
+    optional={
+        "prompt": _maybe(st.text(max_size=30)),
+        "steps": _maybe(st.integers(min_value=-2, max_value=200)),
+        "width": _maybe(st.sampled_from([64, 512, 513, 4096])),
+        "batch_size": _maybe(st.integers(min_value=0, max_value=40)),
+        "override_settings": _value,
+    },
+)
+
+
+@settings(
+    deadline=None,
+    max_examples=150,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=_v1_bodies, slash=st.sampled_from(["/v1alpha1", "/v1alpha1/"]))
+def test_near_valid_v1alpha1_bodies_are_queued_or_refused_field_by_field(
+    client: httpx.Client, typed: ApiStack, body: dict[str, Any], slash: str
+) -> None:
+    answer = client.post(slash, content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    assert answer.status_code in {200, 400, 409}, answer.text
+    got = answer.json()
+    if answer.status_code == 200:
+        assert got["id_task"] == got["id"] and typed.item(got["id"]) is not None
+    else:
+        assert set(got["error"]) == {"code", "message", "fields"}
+        assert answer.status_code == 409 or got["error"]["fields"]
