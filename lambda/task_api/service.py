@@ -36,6 +36,7 @@ from contract import (
     parse_image_ref,
     parse_legacy_request,
     parse_request,
+    sns_message_size,
     split_s3_uri,
     to_queue_message,
     transition_update,
@@ -426,11 +427,7 @@ def _check_message_attributes(message: QueueMessage, fields: dict[str, str]) -> 
 
 
 def _check_message_size(message: QueueMessage) -> None:
-    # SNS counts the body and every attribute's name, type and value against its 256 KiB cap.
-    size = len(message.model_dump_json().encode())
-    size += sum(
-        len(k) + len(v["DataType"]) + len(v["StringValue"].encode()) for k, v in message.message_attributes().items()
-    )
+    size = sns_message_size(message.model_dump_json(), message.message_attributes())
     if size > SNS_MAX_MESSAGE_BYTES:
         raise ContractError.single(
             "(body)",
