@@ -30,6 +30,7 @@ from inference_api.loading import DeviceSettings
 from inference_api.metrics import Counters
 from inference_api.networks import NetworkCatalog
 from inference_api.progress import Progress
+from inference_api.scripts import SUPPORTED_SCRIPTS
 from inference_api.selection import ModelSelection
 from inference_api.settings import ServerSettings
 from inference_api.tasks import TaskKind
@@ -51,7 +52,8 @@ class Engine:
         self.counters = Counters()
         self.runner = BatchRunner(self.selection, self.progress, self.counters)
         self.networks = NetworkCatalog(settings.models_dir)
-        self.script_names: frozenset[str] = frozenset()  # alwayson scripts this runtime runs
+        # The alwayson scripts this runtime runs (GET /scripts); requests asking for others are refused.
+        self.script_names: frozenset[str] = SUPPORTED_SCRIPTS
         self.extras = Extras(self.selection.catalog, self.device, self.worker)
         self.batcher: MicroBatcher[GenerationJob] = MicroBatcher(
             self._run_jobs, max_batch=settings.max_batch, window=settings.batch_window_ms / 1000.0

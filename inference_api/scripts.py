@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-# Scripts this runtime implements; add a name here when its implementation lands.
+# Scripts this runtime implements; add a name here when its implementation lands (GET /sdapi/v1/scripts
+# lists these too, through Engine.script_names).
 SUPPORTED_SCRIPTS: frozenset[str] = frozenset()
 
 
