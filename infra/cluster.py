@@ -105,6 +105,16 @@ class Cluster(Construct):
         self.pod_identity_agent = eks.CfnAddon(
             self, "PodIdentityAgent", addon_name="eks-pod-identity-agent", cluster_name=self.cluster.cluster_name
         )
+        # The VPC CNI as a managed add-on with its network-policy agent on: the runtime chart's NetworkPolicy (only
+        # the agent's metrics port is open to other pods) is enforced, not merely declared.
+        self.vpc_cni = eks.CfnAddon(
+            self,
+            "VpcCni",
+            addon_name="vpc-cni",
+            cluster_name=self.cluster.cluster_name,
+            resolve_conflicts="OVERWRITE",
+            configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
+        )
         self.node_role = self._karpenter_node_role()
         self.interruption_queue = self._interruption_queue()
         self.spot_role = self._spot_service_linked_role()

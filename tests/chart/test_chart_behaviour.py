@@ -63,7 +63,12 @@ def test_agent_environment(rendered: Rendered) -> None:
 def test_probes(rendered: Rendered) -> None:
     runtime, agent = rendered.container("runtime"), rendered.container("queue-agent")
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert runtime[probe]["httpGet"]["port"] == "http"
+        if rendered.env("queue-agent")["RUNTIME_TYPE"] == "diffusers":
+            # Bound to loopback, so probed from inside its container.
+            assert runtime[probe]["exec"]["command"][:2] == ["python", "-c"]
+            assert "http://127.0.0.1:" in runtime[probe]["exec"]["command"][2]
+        else:
+            assert runtime[probe]["httpGet"]["port"] == "http"
     # The startup probe must allow a slow model load before liveness starts counting.
     startup = runtime["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
@@ -206,6 +211,27 @@ def test_model_volume_is_a_read_only_s3_mount(rendered: Rendered) -> None:
     assert set(pv["spec"]["accessModes"]) == {"ReadOnlyMany"}
 
 
+def test_no_other_pod_is_admitted_to_the_runtime(rendered: Rendered) -> None:
+    """The default NetworkPolicy selects the runtime's pods and admits ingress to the agent's metrics port only:
+    the runtime's API port is reachable from no other pod (and the diffusers runtime listens on loopback)."""
+    [policy] = rendered.of_kind("NetworkPolicy")
+    spec = policy["spec"]
+    assert _subset(spec["podSelector"]["matchLabels"], _pod_labels(rendered)) and spec["podSelector"]["matchLabels"]
+    assert "Ingress" in spec["policyTypes"]
+    agent, runtime = rendered.container("queue-agent"), rendered.container("runtime")
+    metrics = {p["name"]: p["containerPort"] for p in agent["ports"]}
+    runtime_ports = {p["name"] for p in runtime["ports"]} | {p["containerPort"] for p in runtime["ports"]}
+    admitted = [port["port"] for rule in spec["ingress"] for port in rule.get("ports", [])]
+    # Every rule names ports (a rule without ports admits every port), and only the agent's metrics port.
+    assert all(rule.get("ports") for rule in spec["ingress"])
+    assert admitted and all(p in metrics or p in metrics.values() for p in admitted)
+    assert not set(admitted) & runtime_ports
+    service_ports = {p["targetPort"] for s in rendered.of_kind("Service") for p in s["spec"]["ports"]}
+    assert not service_ports & runtime_ports
+    if rendered.env("queue-agent")["RUNTIME_TYPE"] == "diffusers":
+        assert runtime["command"][runtime["command"].index("--host") + 1] == "127.0.0.1"
+
+
 # --- particular value sets ---------------------------------------------------------------------------------
 
 
@@ -213,11 +239,11 @@ def test_diffusers_runtime_defaults(rendered_sets: RenderCache) -> None:
     out = rendered_sets("required")
     runtime = out.container("runtime")
     assert runtime["command"] == [
-        "python", "-m", "inference_api", "serve", "--models", "/models", "--port", "8080", "--host", "0.0.0.0"
+        "python", "-m", "inference_api", "serve", "--models", "/models", "--port", "8080", "--host", "127.0.0.1"
     ]  # fmt: skip
-    assert runtime["startupProbe"]["httpGet"]["path"] == "/ready"
-    assert runtime["readinessProbe"]["httpGet"]["path"] == "/ready"
-    assert runtime["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert "'http://127.0.0.1:8080/ready'" in runtime["startupProbe"]["exec"]["command"][2]
+    assert "'http://127.0.0.1:8080/ready'" in runtime["readinessProbe"]["exec"]["command"][2]
+    assert "'http://127.0.0.1:8080/health'" in runtime["livenessProbe"]["exec"]["command"][2]
     assert runtime["securityContext"]["readOnlyRootFilesystem"] is True
     assert out.env("queue-agent")["API_BASE_URL"] == "http://localhost:8080/sdapi/v1/"
     assert out.env("runtime")["HF_HUB_OFFLINE"] == "1"

@@ -56,8 +56,8 @@ def test_rendered_runtime_command_is_the_runtime_cli(rendered: Rendered) -> None
     models = next(m for m in runtime["volumeMounts"] if m["name"] == "models")
     assert args.models == models["mountPath"]
     assert args.port == _port(runtime, "http")
-    # The kubelet probes the pod IP, not localhost.
-    assert args.host == "0.0.0.0"
+    # Loopback: only the agent in the same pod reaches it; the kubelet probes it from inside the container.
+    assert args.host == "127.0.0.1"
 
 
 @pytest.fixture(scope="module")
@@ -109,18 +109,17 @@ def test_runtime_started_as_rendered_answers_its_probes(started_runtime: tuple[d
     startup = runtime["startupProbe"]
     # The chart allows startupTimeoutSeconds; a tiny model on a shared CPU needs far less.
     deadline = time.monotonic() + min(startup["periodSeconds"] * startup["failureThreshold"], 180)
-    path = startup["httpGet"]["path"]
-    status = None
+
+    def probe(name: str) -> int:
+        # The rendered exec probe verbatim, with this venv's interpreter for `python`.
+        command = [sys.executable, *runtime[name]["exec"]["command"][1:]]
+        return subprocess.run(command, capture_output=True, timeout=30).returncode
+
+    passed = False
+    while time.monotonic() < deadline and not (passed := probe("startupProbe") == 0):
+        time.sleep(0.2)
+    assert passed, f"the startup probe never passed:\n{log.read_text()[-3000:]}"
+    for name in ("readinessProbe", "livenessProbe"):
+        assert probe(name) == 0, name
     with httpx.Client(base_url=base, timeout=5) as client:
-        while time.monotonic() < deadline:
-            try:
-                status = client.get(path).status_code
-            except httpx.TransportError:
-                status = None
-            if status == 200:
-                break
-            time.sleep(0.2)
-        assert status == 200, f"startup probe {path} never passed:\n{log.read_text()[-3000:]}"
-        for probe in ("readinessProbe", "livenessProbe"):
-            assert client.get(runtime[probe]["httpGet"]["path"]).status_code == 200, probe
-        assert client.get(runtime["readinessProbe"]["httpGet"]["path"]).json()["model"] == "tiny-sd"
+        assert client.get("/ready").json()["model"] == "tiny-sd"

@@ -466,7 +466,15 @@ def test_cluster_version_logging_encryption_and_system_nodes(any_synth: Synth) -
 
 def test_cluster_addons(any_synth: Synth) -> None:
     addons = {p["AddonName"] for p in any_synth.props("AWS::EKS::Addon")}
-    assert addons == {"eks-pod-identity-agent", "aws-mountpoint-s3-csi-driver", "amazon-cloudwatch-observability"}
+    assert addons == {
+        "eks-pod-identity-agent",
+        "aws-mountpoint-s3-csi-driver",
+        "amazon-cloudwatch-observability",
+        "vpc-cni",
+    }
+    # Network policies (the chart's default one keeps other pods off the runtime) are enforced.
+    cni = next(p for p in any_synth.props("AWS::EKS::Addon") if p["AddonName"] == "vpc-cni")
+    assert json.loads(cni["ConfigurationValues"]) == {"enableNetworkPolicy": "true"}
     (csi_role_id,) = [lid for lid in any_synth.of_type("AWS::IAM::Role") if lid.startswith("EksS3CsiDriverRole")]
     granted = role_statements(any_synth, csi_role_id)
     bucket = any_synth.config.model_bucket_arn

@@ -238,3 +238,21 @@ Included by the Deployment, which every release renders.
 {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/*
+How the kubelet checks the runtime: an HTTP GET over the pod IP, or (for a runtime bound to loopback) a GET from
+inside the container with the image's own Python. Arguments: exec, host, port, path.
+*/}}
+{{- define "sd.runtimeProbe" -}}
+{{- if .exec -}}
+exec:
+  command:
+    - python
+    - -c
+    - {{ printf "import urllib.request; urllib.request.urlopen('http://%s:%d%s', timeout=4)" .host (int .port) .path | quote }}
+{{- else -}}
+httpGet:
+  path: {{ .path }}
+  port: http
+{{- end -}}
+{{- end -}}
