@@ -85,6 +85,14 @@ class LegacyTask:
     checkpoint: str
     content: dict[str, Any]
     uid: str | None = None
+    image_link: str | None = None
+
+    def client_field(self, field: str) -> str:
+        """The name the client wrote for a field of the ordinary request this task became
+        (``task.content.init_images.0`` -> ``alwayson_scripts.image_link``, ``task.content.steps`` -> ``steps``)."""
+        if self.image_link is not None and field == "task.content.init_images.0":
+            return "alwayson_scripts.image_link"
+        return field.removeprefix("task.content.")
 
 
 def parse_legacy_request(body: bytes | str | dict[str, Any], *, limits: Limits = DEFAULT_LIMITS) -> LegacyTask:
@@ -147,6 +155,7 @@ def _legacy_task(data: dict[str, Any], *, base: str, limits: Limits) -> LegacyTa
         checkpoint=routing.sd_model_checkpoint,
         content=content,
         uid=routing.uid,
+        image_link=routing.image_link or None,
     )
 
 

@@ -175,7 +175,12 @@ class TaskService:
             legacy_request(task, runtime), submitted_at=self.now(), checkpoint=task.checkpoint, nonce=_nonce()
         )
         fields = {"sd_model_checkpoint": "alwayson_scripts.sd_model_checkpoint"}
-        return self._accept(message, owner, attribute_fields=fields)
+        try:
+            return self._accept(message, owner, attribute_fields=fields)
+        except ContractError as exc:
+            # Checks of the ordinary request (s3:// inputs, sizes) name its fields; name the client's instead.
+            issues = [FieldIssue(task.client_field(i.field), i.rule, i.message) for i in exc.issues]
+            raise ContractError(issues, code=exc.code, status=exc.status) from None
 
     def _check_runtime_type(self, runtime: str, tasktype: TaskType, field_name: str) -> None:
         """Refuse at submit what the runtime's type cannot run, rather than accept it and fail it later."""

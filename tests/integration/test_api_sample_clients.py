@@ -136,6 +136,15 @@ def test_v1alpha1_field_errors(client: httpx.Client, typed: ApiStack) -> None:
     assert typed.drain("sdruntime") == []
 
 
+def test_v1alpha1_checks_of_the_queued_task_name_the_fields_as_written(client: httpx.Client, typed: ApiStack) -> None:
+    body = v1("s3-1", task="image-to-image", image_link="s3://someone-elses-bucket/cat.png")
+    answer = client.post("/v1alpha1", json=body)
+    assert answer.status_code == 400, answer.text
+    (issue,) = answer.json()["error"]["fields"]
+    assert issue["field"] == "alwayson_scripts.image_link" and issue["rule"] == "s3_input"
+    assert typed.item("s3-1") is None
+
+
 def test_v1alpha1_model_no_runtime_serves_is_refused(client: httpx.Client, typed: ApiStack) -> None:
     answer = client.post("/v1alpha1", json=v1("m-1", sd_model_checkpoint="other.safetensors"))
     assert answer.status_code == 400
