@@ -269,7 +269,11 @@ class TaskService:
             if ref.kind is not RefKind.S3 or ref.bucket in self.settings.input_buckets:
                 continue
             field_path = ".".join(["task.content", *map(str, path)])
-            if ref.bucket == self.settings.output_bucket and self._owns_result(ref.bucket, ref.key or "", owner):
+            if (
+                ref.bucket is not None
+                and ref.bucket == self.settings.output_bucket
+                and self._owns_result(ref.bucket, ref.key or "", owner)
+            ):
                 continue
             issues.append(
                 FieldIssue(
