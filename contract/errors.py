@@ -50,6 +50,7 @@ class ErrorCode(StrEnum):
     INPUT_TIMEOUT = "input_timeout"
     RUNTIME_UNAVAILABLE = "runtime_unavailable"
     RUNTIME_REJECTED = "runtime_rejected"
+    NODE_NOT_ALLOWED = "node_not_allowed"
     RUNTIME_BAD_RESPONSE = "runtime_bad_response"
     AWS_UNAVAILABLE = "aws_unavailable"
     AWS_REJECTED = "aws_rejected"

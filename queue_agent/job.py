@@ -66,6 +66,8 @@ class PreparedTask:
 
     message: QueueMessage
     body: bytes
+    # Files the runtime adapter made on the runtime for this task (ComfyUI uploads), removed after it ran.
+    files: tuple[str, ...] = ()
 
 
 @dataclass

@@ -111,6 +111,17 @@ class Settings(BaseModel):
     # Consecutive failed runtime health checks before /healthz turns 503.
     health_failures: int = Field(alias="HEALTH_FAILURE_THRESHOLD", default=3, ge=1)
     finish_concurrency: int = Field(alias="FINISH_CONCURRENCY", default=4, ge=1, le=64)
+    # ComfyUI node types a workflow may use: "@default" stands for the core nodes of
+    # queue_agent.runtimes.comfyui.DEFAULT_NODES, "*" for any node. E.g. "@default,VHS_VideoCombine".
+    comfyui_allowed_nodes: CsvList = Field(alias="COMFYUI_ALLOWED_NODES", default=("@default",))
+    # ComfyUI's input and output folders as mounted in the agent's container: each task's uploads and outputs
+    # are deleted from there once collected. Unset: only the /history entry is deleted.
+    comfyui_input_dir: Annotated[str | None, BeforeValidator(_blank_is_none)] = Field(
+        alias="COMFYUI_INPUT_DIR", default=None
+    )
+    comfyui_output_dir: Annotated[str | None, BeforeValidator(_blank_is_none)] = Field(
+        alias="COMFYUI_OUTPUT_DIR", default=None
+    )
 
     @field_validator("log_level")
     @classmethod

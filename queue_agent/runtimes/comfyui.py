@@ -1,5 +1,10 @@
 """ComfyUI: POST /prompt, follow the websocket (/ws?clientId=) to completion, collect files via /history and /view.
 
+What a workflow may do is bounded before it is queued: its node types must be on the allowlist (core
+nodes by default), and every ``LoadImage``/``LoadImageMask`` must name a file this agent uploaded for this
+very task (a name such as ``other.png [output]`` would read another task's files). Once collected, the
+task's /history entry, its uploads and its outputs are deleted (the files where the folders are mounted).
+
 The websocket is opened before the prompt is queued so no event can be missed, and it reconnects
 with the same client id when it drops. Because a completion event can still be lost while the
 socket was down, every reconnect (and every quiet ``poll_interval``) asks /history directly: the
@@ -14,7 +19,9 @@ import copy
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,6 +47,64 @@ from queue_agent.runtimes.base import (
 log = logging.getLogger(__name__)
 
 _RECONNECTED = {"type": "_reconnected"}
+
+# Core ComfyUI nodes that compute on tensors and read only models or this task's uploads; nodes that read or
+# write arbitrary files, run code or reach the network stay out unless COMFYUI_ALLOWED_NODES adds them.
+DEFAULT_NODES = frozenset(
+    {
+        "CheckpointLoaderSimple", "CLIPLoader", "DualCLIPLoader", "UNETLoader", "VAELoader", "LoraLoader",
+        "LoraLoaderModelOnly", "ControlNetLoader", "UpscaleModelLoader", "CLIPVisionLoader",
+        "CLIPTextEncode", "CLIPSetLastLayer", "ConditioningCombine", "ConditioningSetArea",
+        "ConditioningConcat", "ConditioningAverage", "ControlNetApply", "ControlNetApplyAdvanced",
+        "EmptyLatentImage", "LatentUpscale", "LatentUpscaleBy", "LatentComposite", "LatentBlend",
+        "KSampler", "KSamplerAdvanced", "VAEDecode", "VAEEncode", "VAEEncodeForInpaint", "VAEDecodeTiled",
+        "VAEEncodeTiled", "SetLatentNoiseMask", "RepeatLatentBatch",
+        "ImageScale", "ImageScaleBy", "ImageUpscaleWithModel", "ImageInvert", "ImageBatch", "ImageCrop",
+        "ImagePadForOutpaint", "ImageToMask", "MaskToImage", "InvertMask",
+        "LoadImage", "LoadImageMask", "SaveImage", "PreviewImage",
+    }
+)  # fmt: skip
+# Nodes whose "image" input names a file on the ComfyUI server.
+_FILE_LOADERS = frozenset({"LoadImage", "LoadImageMask"})
+
+
+def node_allowlist(spec: Iterable[str]) -> frozenset[str] | None:
+    """The node types a workflow may use (``@default``: DEFAULT_NODES); None when ``*`` allows any."""
+    names: set[str] = set()
+    for item in spec:
+        if item == "*":
+            return None
+        names |= DEFAULT_NODES if item == "@default" else {item}
+    return frozenset(names)
+
+
+@dataclass(frozen=True)
+class ComfyFiles:
+    """ComfyUI's input and output folders as this container sees them (a volume shared with the runtime)."""
+
+    input_dir: Path | None = None
+    output_dir: Path | None = None
+
+    @classmethod
+    def of(cls, input_dir: str | None, output_dir: str | None) -> ComfyFiles:
+        return cls(Path(input_dir) if input_dir else None, Path(output_dir) if output_dir else None)
+
+    def remove_inputs(self, names: Iterable[str]) -> None:
+        self._remove(self.input_dir, names)
+
+    def remove_outputs(self, names: Iterable[str]) -> None:
+        self._remove(self.output_dir, names)
+
+    @staticmethod
+    def _remove(folder: Path | None, names: Iterable[str]) -> None:
+        if folder is None:
+            return
+        root = folder.resolve()
+        for name in names:
+            target = (root / name).resolve()
+            # Names come from ComfyUI's answers: never follow one out of the folder.
+            if target.is_relative_to(root) and target != root:
+                target.unlink(missing_ok=True)
 
 
 class _Events:
@@ -100,6 +165,8 @@ class ComfyUIRuntime:
         poll_interval: float = 5.0,
         reconnect_attempts: int = 10,
         reconnect_delay: float = 0.5,
+        allowed_nodes: frozenset[str] | None = DEFAULT_NODES,
+        files: ComfyFiles | None = None,
     ) -> None:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self._client = client or httpx.AsyncClient(timeout=HTTP_TIMEOUT, trust_env=False)
@@ -108,6 +175,8 @@ class ComfyUIRuntime:
         self._reconnect_delay = reconnect_delay
         # Prompts queued by this agent and not finished yet, oldest first: the first is the one running.
         self._queued: list[str] = []
+        self.allowed_nodes = allowed_nodes
+        self.files = files or ComfyFiles()
 
     def _url(self, path: str) -> str:
         return str(httpx.URL(self.base_url).join(path))
@@ -149,10 +218,32 @@ class ComfyUIRuntime:
             raise PermanentError(
                 f"comfyui runs pipeline tasks, not {message.tasktype}", code=ErrorCode.UNSUPPORTED_TASKTYPE
             )
+        self._check_nodes(message.content)
         workflow = copy.deepcopy(message.content) if inputs else message.content
+        uploaded: list[str] = []
         for path, data in inputs.items():
-            set_at(workflow, path, await self._upload(f"{message.id}-{'-'.join(map(str, path))}.png", data))
-        return PreparedTask(message, json.dumps(workflow, separators=(",", ":")).encode())
+            # A fresh name per task: nothing another task uploaded (or will) is ever ours.
+            name = await self._upload(f"{message.id}-{uuid.uuid4().hex[:12]}-{'-'.join(map(str, path))}.png", data)
+            set_at(workflow, path, name)
+            uploaded.append(name)
+        _check_file_names(workflow, frozenset(uploaded))
+        body = json.dumps(workflow, separators=(",", ":")).encode()
+        return PreparedTask(message, body, files=tuple(uploaded))
+
+    def _check_nodes(self, workflow: dict[str, Any]) -> None:
+        if self.allowed_nodes is None:
+            return
+        refused = sorted(
+            f"{node_id} ({node.get('class_type')!r})"
+            for node_id, node in workflow.items()
+            if isinstance(node, dict) and node.get("class_type") not in self.allowed_nodes
+        )
+        if refused:
+            raise PermanentError(
+                f"task.content: node types not allowed on this runtime: {', '.join(refused)} "
+                "(the operator's COMFYUI_ALLOWED_NODES lists them)",
+                code=ErrorCode.NODE_NOT_ALLOWED,
+            )
 
     async def run(self, task: PreparedTask, on_dispatch: OnDispatch | None = None) -> RuntimeOutput:
         client_id = uuid.uuid4().hex
@@ -164,18 +255,38 @@ class ComfyUIRuntime:
             except asyncio.CancelledError:
                 # Cancelled while still waiting in ComfyUI's queue (or running): take it off the queue.
                 await asyncio.shield(self._unqueue(prompt_id))
+                await asyncio.shield(self._forget(prompt_id, {}, task.files))
+                raise
+            except Exception:
+                await self._forget(prompt_id, {}, task.files)
                 raise
             finally:
                 self._queued.remove(prompt_id)
+        self.files.remove_inputs(task.files)
 
         async def decode() -> RuntimeResult:
             # ComfyUI serves /view while it executes the next prompt: fetch the files then.
+            outputs = entry.get("outputs") or {}
+            try:
+                artifacts = await self._collect(outputs)
+            finally:
+                await self._forget(prompt_id, outputs, ())
             return RuntimeResult(
-                artifacts=await self._collect(entry.get("outputs") or {}),
-                document={"prompt_id": prompt_id, "outputs": entry.get("outputs"), "status": entry.get("status")},
+                artifacts=artifacts,
+                document={"prompt_id": prompt_id, "outputs": outputs, "status": entry.get("status")},
             )
 
         return RuntimeOutput(decode)
+
+    async def _forget(self, prompt_id: str, outputs: dict[str, Any], uploads: tuple[str, ...]) -> None:
+        """Delete the prompt's /history entry, its output files and ``uploads``: nothing of a finished task stays
+        for another client of this ComfyUI to read."""
+        self.files.remove_inputs(uploads)
+        self.files.remove_outputs(_file_names(outputs, "output"))
+        try:
+            await self._client.post(self._url("history"), json={"delete": [prompt_id]}, timeout=PROBE_TIMEOUT)
+        except httpx.HTTPError as exc:
+            log.warning("could not delete the prompt's comfyui history", extra={"error": type(exc).__name__})
 
     async def _unqueue(self, prompt_id: str) -> None:
         try:
@@ -289,6 +400,33 @@ class ComfyUIRuntime:
             raise unreachable("view", exc) from None
         check_response(resp, "view")
         return artifact_from_bytes(resp.content, ref["filename"])
+
+
+def _check_file_names(workflow: dict[str, Any], uploaded: frozenset[str]) -> None:
+    """Every file a loader node names must be one this task uploaded."""
+    for node_id, node in workflow.items():
+        if not isinstance(node, dict) or node.get("class_type") not in _FILE_LOADERS:
+            continue
+        inputs = node.get("inputs")
+        name = inputs.get("image") if isinstance(inputs, dict) else None
+        if name not in uploaded:
+            raise PermanentError(
+                f"task.content.{node_id}.inputs.image: {name!r} is not an image of this task; a "
+                f"{node.get('class_type')} must load an s3:// or https:// reference given in the task",
+                code=ErrorCode.INPUT_REFUSED,
+            )
+
+
+def _file_names(outputs: dict[str, Any], kind: str) -> list[str]:
+    """The ``subfolder/filename`` of every file of type ``kind`` listed in a /history entry's outputs."""
+    names = []
+    for node_out in outputs.values():
+        for value in node_out.values() if isinstance(node_out, dict) else ():
+            for item in value if isinstance(value, list) else ():
+                if isinstance(item, dict) and isinstance(item.get("filename"), str) and item.get("type") == kind:
+                    subfolder = item.get("subfolder") or ""
+                    names.append(f"{subfolder}/{item['filename']}" if subfolder else item["filename"])
+    return names
 
 
 def _node_order(node_id: str) -> tuple[int, str]:

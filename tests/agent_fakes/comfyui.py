@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import default as default_policy
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -43,8 +44,14 @@ class ComfyState:
 
 
 class FakeComfyUI:
-    def __init__(self, behavior: ComfyBehavior | None = None) -> None:
+    def __init__(self, behavior: ComfyBehavior | None = None, io_dir: Path | None = None) -> None:
+        """``io_dir``: where uploads (``input/``) and outputs (``output/``) are also written as files, as a
+        real ComfyUI writes them to its folders."""
         self.behavior = behavior or ComfyBehavior()
+        self.io_dir = io_dir
+        if io_dir is not None:
+            (io_dir / "input").mkdir(parents=True, exist_ok=True)
+            (io_dir / "output").mkdir(parents=True, exist_ok=True)
         self.state = ComfyState()
         self._sockets: dict[str, WebSocket] = {}
         self._interrupt: asyncio.Event | None = None
@@ -55,6 +62,7 @@ class FakeComfyUI:
                 Route("/upload/image", self._upload, methods=["POST"]),
                 Route("/prompt", self._prompt, methods=["POST"]),
                 Route("/history/{prompt_id}", self._history),
+                Route("/history", self._history_delete, methods=["POST"]),
                 Route("/view", self._view),
                 Route("/interrupt", self._do_interrupt, methods=["POST"]),
                 WebSocketRoute("/ws", self._ws),
@@ -92,6 +100,7 @@ class FakeComfyUI:
             if part.get_param("name", header="content-disposition") == "image":
                 name = part.get_filename() or "upload.png"
                 self.state.uploads[name] = bytes(part.get_payload(decode=True))  # type: ignore[arg-type]
+                self._write("input", name, self.state.uploads[name])
                 return JSONResponse({"name": name, "subfolder": "", "type": "input"})
         return JSONResponse({"error": "no image"}, status_code=400)
 
@@ -115,6 +124,20 @@ class FakeComfyUI:
         prompt_id = request.path_params["prompt_id"]
         entry = self.state.history.get(prompt_id)
         return JSONResponse({prompt_id: entry} if entry else {})
+
+    async def _history_delete(self, request: Request) -> Response:
+        body = await request.json()
+        for prompt_id in body.get("delete") or []:
+            self.state.history.pop(prompt_id, None)
+        return Response(status_code=200)
+
+    def _write(self, folder: str, name: str, data: bytes) -> None:
+        if self.io_dir is not None:
+            (self.io_dir / folder / name).write_bytes(data)
+
+    def files_on_disk(self) -> dict[str, list[str]]:
+        assert self.io_dir is not None
+        return {f: sorted(p.name for p in (self.io_dir / f).iterdir()) for f in ("input", "output")}
 
     async def _view(self, request: Request) -> Response:
         name = request.query_params.get("filename", "")
@@ -212,10 +235,12 @@ class FakeComfyUI:
             for n in range(int(node.get("inputs", {}).get("batch_size", 1))):
                 name = f"ComfyUI_{node_id}_{len(self.state.files):05}_{n}.png"
                 self.state.files[name] = png(len(self.state.files))
+                self._write("output", name, self.state.files[name])
                 items.append({"filename": name, "subfolder": "", "type": "output"})
             return {"images": items}
         if kind == "VHS_VideoCombine":
             name = f"AnimateDiff_{len(self.state.files):05}.mp4"
             self.state.files[name] = mp4(len(self.state.files))
+            self._write("output", name, self.state.files[name])
             return {"gifs": [{"filename": name, "subfolder": "", "type": "output", "format": "video/h264-mp4"}]}
         return {}

@@ -25,8 +25,10 @@ def comfy() -> Iterator[FakeComfyUI]:
         yield fake
 
 
-def _env(world: AgentWorld, comfy: FakeComfyUI) -> dict[str, str]:
-    return world.agent_env(comfy.base_url, RUNTIME_TYPE="comfyui")
+def _env(world: AgentWorld, comfy: FakeComfyUI, **extra: str) -> dict[str, str]:
+    # The core nodes, plus a video node and the fake's failing node that these tests use.
+    allowed = "@default,VHS_VideoCombine,FailingNode"
+    return world.agent_env(comfy.base_url, RUNTIME_TYPE="comfyui", COMFYUI_ALLOWED_NODES=allowed, **extra)
 
 
 def workflow(*extra_nodes: tuple[str, dict[str, Any]], batch: int = 1) -> dict[str, Any]:
@@ -91,8 +93,10 @@ async def test_workflow_errors_fail_the_task(world: AgentWorld, comfy: FakeComfy
         notes = {n["id"]: n for n in await world.await_notifications(2)}
     assert notes["broken"]["status"] == "failed" and notes["broken"]["error"]["code"] == "runtime_rejected"
     assert "node 12 (FailingNode): this node always fails" in notes["broken"]["error"]["message"]
-    assert notes["invalid"]["error"]["code"] == "runtime_rejected"
-    assert "Invalid image file" in notes["invalid"]["error"]["message"]
+    # A LoadImage naming a file the task did not supply is refused before ComfyUI sees it.
+    assert notes["invalid"]["error"]["code"] == "input_refused"
+    assert "task.content.11.inputs.image" in notes["invalid"]["error"]["message"]
+    assert len(comfy.state.prompts) == 1
 
 
 async def test_cancel_interrupts_a_running_workflow(world: AgentWorld) -> None:
@@ -123,3 +127,48 @@ async def test_the_sample_pipeline_request_runs_unchanged(world: AgentWorld, com
         (note,) = await world.await_notifications(1)
     assert note["status"] == "completed" and note["id"] == body["task"]["metadata"]["id"]
     assert note["image_url"] and all(u.endswith(".png") for u in note["image_url"])
+
+
+# -- hostile workflows -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["ComfyUI_9_00000_0.png [output]", "../output/ComfyUI_9_00000_0.png", "other-task-upload.png"]
+)
+async def test_a_workflow_cannot_load_files_the_task_did_not_supply(
+    world: AgentWorld, comfy: FakeComfyUI, name: str
+) -> None:
+    # Another task's output and another task's upload are on the server; this workflow names them.
+    comfy.state.uploads["other-task-upload.png"] = png(1)
+    comfy.state.files["ComfyUI_9_00000_0.png"] = png(2)
+    world.submit(task("snoop", "pipeline", workflow(("11", {"class_type": "LoadImage", "inputs": {"image": name}}))))
+    async with running_agent(_env(world, comfy)):
+        (note,) = await world.await_notifications(1)
+    assert note["status"] == "failed" and note["error"]["code"] == "input_refused"
+    assert comfy.state.prompts == [], "the workflow never reached ComfyUI"
+
+
+async def test_node_types_off_the_allowlist_are_refused(world: AgentWorld, comfy: FakeComfyUI) -> None:
+    nodes = workflow(("12", {"class_type": "ExecutePythonCode", "inputs": {"code": "import os"}}))
+    world.submit(task("custom", "pipeline", nodes))
+    world.submit(task("video", "pipeline", workflow(("10", {"class_type": "VHS_VideoCombine", "inputs": {}}))))
+    # The default allowlist: core nodes only.
+    async with running_agent(world.agent_env(comfy.base_url, RUNTIME_TYPE="comfyui")):
+        notes = {n["id"]: n for n in await world.await_notifications(2)}
+    for task_id, node in (("custom", "ExecutePythonCode"), ("video", "VHS_VideoCombine")):
+        assert notes[task_id]["error"]["code"] == "node_not_allowed" and node in notes[task_id]["error"]["message"]
+    assert comfy.state.prompts == []
+
+
+async def test_uploads_outputs_and_history_are_cleaned_per_task(world: AgentWorld, tmp_path) -> None:
+    source = world.put_object("inputs/pose.png", png(5))
+    nodes = workflow(("11", {"class_type": "LoadImage", "inputs": {"image": source}}), batch=2)
+    with FakeComfyUI(io_dir=tmp_path) as comfy:
+        world.submit(task("tidy", "pipeline", nodes))
+        io = {"COMFYUI_INPUT_DIR": str(tmp_path / "input"), "COMFYUI_OUTPUT_DIR": str(tmp_path / "output")}
+        async with running_agent(_env(world, comfy, **io)):
+            (note,) = await world.await_notifications(1)
+        assert note["status"] == "completed" and len(note["image_url"]) == 2
+        assert len(comfy.state.uploads) == 1 and len(comfy.state.prompts) == 1  # it did upload and run
+        assert comfy.files_on_disk() == {"input": [], "output": []}
+        assert comfy.state.history == {}, "the prompt's /history entry is deleted"
