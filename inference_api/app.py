@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contract import ErrorCode, FieldIssue
 from inference_api import __version__, a1111_routes
 from inference_api.embeddings import describe as describe_embeddings
 from inference_api.engine import Engine
-from inference_api.errors import InferenceError, invalid
+from inference_api.errors import ClientGone, InferenceError, invalid
 from inference_api.http_errors import error_response, plain_error
 from inference_api.http_schemas import (
     ExtraBatchImagesRequest,
@@ -35,7 +38,7 @@ from inference_api.samplers import SCHEDULES, choose, sampler_names
 from inference_api.settings import ServerSettings
 
 log = logging.getLogger(__name__)
-RETRY_AFTER_S = 5
+T = TypeVar("T")
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
@@ -51,27 +54,34 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     app = FastAPI(title="inference_api", version=__version__, lifespan=lifespan)
     app.state.engine = engine
-    _install_error_handlers(app)
-    _install_body_limit(app, settings.max_body_bytes)
+    retry_after = settings.retry_after_s
+    _install_error_handlers(app, retry_after)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> JSONResponse:
+        # Liveness: fails only when this process cannot recover (kubelet restarts the container).
+        if engine.health.healthy:
+            return JSONResponse({"status": "ok"})
+        return plain_error(503, ErrorCode.UNHEALTHY, engine.health.reason())
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
-        current = engine.selection.current
-        if engine.ready():
-            return JSONResponse({"status": "ready", "model": current.title if current else None})
-        return plain_error(503, ErrorCode.NOT_READY, engine.not_ready_reason(), RETRY_AFTER_S)
+        # Readiness: a request sent now will run (with --no-preload, the first one loads the model).
+        reason = engine.not_ready_reason()
+        if reason is None:
+            current = engine.selection.current
+            loaded = engine.selection.is_loaded(current)
+            return JSONResponse({"status": "ready", "model": current.title if current else None, "loaded": loaded})
+        return plain_error(503, ErrorCode.NOT_READY, reason, retry_after)
 
     @app.post("/sdapi/v1/txt2img", response_model=ImagesResponse)
-    async def txt2img(req: Txt2ImgRequest) -> dict[str, Any]:
-        return await engine.txt2img(req)
+    async def txt2img(req: Txt2ImgRequest, request: Request) -> dict[str, Any]:
+        return await until_disconnected(request, engine.txt2img(req))
 
     @app.post("/sdapi/v1/img2img", response_model=ImagesResponse)
-    async def img2img(req: Img2ImgRequest) -> dict[str, Any]:
-        return await engine.img2img(req)
+    async def img2img(req: Img2ImgRequest, request: Request) -> dict[str, Any]:
+        return await until_disconnected(request, engine.img2img(req))
 
     @app.post("/sdapi/v1/extra-single-image", response_model=ExtraSingleImageResponse)
     async def extra_single(req: ExtraSingleImageRequest) -> dict[str, Any]:
@@ -107,6 +117,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.post("/sdapi/v1/interrupt")
     async def interrupt() -> dict[str, Any]:
+        # As AUTOMATIC1111: the running request stops at its next step and answers 200 with its images.
         engine.progress.interrupt()
         return {}  # A1111 answers an empty object
 
@@ -160,10 +171,37 @@ def create_app(settings: ServerSettings) -> FastAPI:
     return app
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """``work``'s result, or :class:`ClientGone` once the client disconnects (``work`` is cancelled then).
+
+    Cancelling a generation takes it out of the queue, or stops it at its next step when it runs alone.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise ClientGone("the client disconnected")
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+
+
+async def _disconnect(request: Request) -> None:
+    # The body has been read; the next ASGI message is the disconnect (or never comes).
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _install_error_handlers(app: FastAPI, retry_after: int) -> None:
     @app.exception_handler(InferenceError)
     async def domain_error(request: Request, exc: InferenceError) -> JSONResponse:
-        return error_response(exc, RETRY_AFTER_S)
+        return error_response(exc, retry_after)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -181,11 +219,19 @@ def _install_error_handlers(app: FastAPI) -> None:
         return plain_error(500, ErrorCode.INTERNAL_ERROR, "internal error")
 
 
-def _install_body_limit(app: FastAPI, limit: int) -> None:
-    @app.middleware("http")
-    async def body_limit(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            return plain_error(413, ErrorCode.REQUEST_TOO_LARGE, f"request body over {limit} bytes")
-        response: Response = await call_next(request)
-        return response
+class BodyLimit:
+    """Refuse bodies declared larger than ``limit`` (plain ASGI: it must not get between a handler and the
+    client's disconnect message, as Starlette's BaseHTTPMiddleware would)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = Headers(scope=scope).get("content-length")
+            if length is not None and length.isdigit() and int(length) > self.limit:
+                response = plain_error(413, ErrorCode.REQUEST_TOO_LARGE, f"request body over {self.limit} bytes")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -47,16 +47,27 @@ class _Pending(Generic[J]):
     future: asyncio.Future[Any]
 
 
+class QueueFull(Exception):
+    """More requests are waiting than the batcher accepts (``max_waiting``)."""
+
+
 class MicroBatcher(Generic[J]):
     def __init__(
-        self, run: Callable[[list[J]], Awaitable[list[Any]]], *, max_batch: int = 4, window: float = 0.01
+        self,
+        run: Callable[[list[J]], Awaitable[list[Any]]],
+        *,
+        max_batch: int = 4,
+        window: float = 0.01,
+        max_waiting: int | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._run = run
         self.max_batch = max_batch
         self.window = window
-        self._queue: asyncio.Queue[_Pending[J]] = asyncio.Queue()
+        self.max_waiting = max_waiting
+        self._incoming: deque[_Pending[J]] = deque()
+        self._arrived = asyncio.Event()
         self._deferred: deque[_Pending[J]] = deque()
         self._task: asyncio.Task[None] | None = None
         self.stats = BatcherStats()
@@ -71,18 +82,38 @@ class MicroBatcher(Generic[J]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        for pending in [*self._deferred, *_drain(self._queue)]:
+        for pending in [*self._deferred, *self._incoming]:
             if not pending.future.done():
                 pending.future.cancel()
+        self._deferred.clear()
+        self._incoming.clear()
 
     @property
     def waiting(self) -> int:
-        return self._queue.qsize() + len(self._deferred)
+        """Requests queued for the worker (not counting the batch that runs)."""
+        return len(self._incoming) + len(self._deferred)
 
     async def submit(self, job: J) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(job, future))
-        return await future
+        """The job's result. Raises :class:`QueueFull` at once when ``max_waiting`` requests already wait.
+
+        A caller that is cancelled (its client went away) takes its job out of the queue.
+        """
+        if self.max_waiting is not None and self.waiting >= self.max_waiting:
+            raise QueueFull(f"{self.waiting} requests are already waiting")
+        pending = _Pending(job, asyncio.get_running_loop().create_future())
+        self._incoming.append(pending)
+        self._arrived.set()
+        try:
+            return await pending.future
+        except asyncio.CancelledError:
+            self._discard(pending)
+            raise
+
+    def _discard(self, pending: _Pending[J]) -> None:
+        for queue in (self._incoming, self._deferred):
+            with contextlib.suppress(ValueError):
+                queue.remove(pending)
+        pending.future.cancel()
 
     async def _loop(self) -> None:
         while True:
@@ -112,8 +143,8 @@ class MicroBatcher(Generic[J]):
 
     async def _next(self) -> _Pending[J]:
         while True:
-            pending: _Pending[J] = self._deferred.popleft() if self._deferred else await self._queue.get()
-            if not pending.future.done():  # a caller that went away no longer needs its job run
+            pending = self._deferred.popleft() if self._deferred else await self._pop(None)
+            if pending is not None and not pending.future.done():  # a caller that went away needs no run
                 return pending
 
     async def _gather(self, batch: list[_Pending[J]]) -> None:
@@ -132,7 +163,7 @@ class MicroBatcher(Generic[J]):
                 keep.append(pending)
         self._deferred = keep
         while images < self.max_batch:
-            incoming = await self._get_until(deadline - loop.time())
+            incoming = await self._pop(deadline)
             if incoming is None:
                 break
             if incoming.future.done():
@@ -143,22 +174,20 @@ class MicroBatcher(Generic[J]):
             else:
                 self._deferred.append(incoming)
 
-    async def _get_until(self, wait: float) -> _Pending[J] | None:
-        if not self._queue.empty():
-            return self._queue.get_nowait()
-        if wait <= 0:
-            return None
-        # Not wait_for: a get that completes while timing out must hand its item over, never drop it.
-        getter = asyncio.ensure_future(self._queue.get())
-        await asyncio.wait({getter}, timeout=wait)
-        if not getter.done():
-            getter.cancel()
-        try:
-            return await getter
-        except asyncio.CancelledError:
-            if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                raise
-            return None
+    async def _pop(self, deadline: float | None) -> _Pending[J] | None:
+        """The oldest incoming request; waits for one until ``deadline`` (loop time; None: forever)."""
+        loop = asyncio.get_running_loop()
+        while not self._incoming:
+            self._arrived.clear()
+            if deadline is None:
+                await self._arrived.wait()
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+        return self._incoming.popleft()
 
     def _fits(self, pending: _Pending[J], key: Hashable, images: int) -> bool:
         job = pending.job
@@ -173,9 +202,3 @@ class MicroBatcher(Generic[J]):
             s.merged_batches += 1
             s.merged_requests += size
 
-
-def _drain(queue: asyncio.Queue[_Pending[J]]) -> list[_Pending[J]]:
-    items = []
-    while not queue.empty():
-        items.append(queue.get_nowait())
-    return items

@@ -39,6 +39,20 @@ class LruCache(Generic[V]):
                 self.stats.hits += 1
             return item
 
+    def peek(self, name: str) -> V | None:
+        """The item without touching its recency or the hit count."""
+        with self._lock:
+            return self._items.get(name)
+
+    def evict(self, name: str) -> bool:
+        with self._lock:
+            item = self._items.pop(name, None)
+            if item is not None:
+                self.stats.evictions += 1
+        if item is not None and self._on_evict:
+            self._on_evict(item)
+        return item is not None
+
     def put(self, name: str, item: V, load_seconds: float = 0.0) -> None:
         with self._lock:
             self._items[name] = item

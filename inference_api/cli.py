@@ -32,9 +32,24 @@ def _serve(args: argparse.Namespace) -> int:
         cache_size=args.cache_size,
         preload=not args.no_preload,
         warmup=args.warmup,
+        warmup_sizes=tuple(args.warmup_size or ()),
+        max_queue=args.max_queue,
+        retry_after_s=args.retry_after,
+        unhealthy_after_failures=args.unhealthy_after,
+        png_compress_level=args.png_compress_level,
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT") from None
+    if width % 8 or height % 8 or min(width, height) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: sides must be positive multiples of 8")
+    return width, height
 
 
 def _build_tiny(args: argparse.Namespace) -> int:
@@ -107,8 +122,27 @@ def parser() -> argparse.ArgumentParser:
         "a batch runs still merge)",
     )
     s.add_argument("--cache-size", type=int, default=2, help="loaded pipelines kept (LRU)")
-    s.add_argument("--no-preload", action="store_true", help="load the default model on first use, not at start")
-    s.add_argument("--warmup", action="store_true", help="generate once per batch size before /ready (compile)")
+    s.add_argument(
+        "--no-preload",
+        action="store_true",
+        help="load the default model on first use, not at start (/ready says yes at once: a request would run)",
+    )
+    s.add_argument(
+        "--warmup", action="store_true", help="generate once per warm-up size and batch size before /ready (compile)"
+    )
+    s.add_argument(
+        "--warmup-size",
+        type=_size,
+        action="append",
+        metavar="WxH",
+        help="a size bucket to warm up (repeatable; default: the model's native size)",
+    )
+    s.add_argument("--max-queue", type=int, default=32, help="requests waiting for the worker; past it 503")
+    s.add_argument("--retry-after", type=int, default=5, help="seconds in Retry-After of 503 answers")
+    s.add_argument(
+        "--unhealthy-after", type=int, default=5, help="consecutive failed generations before /health fails"
+    )
+    s.add_argument("--png-compress-level", type=int, default=1, choices=range(10), help="1 fast (default), 9 small")
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     s.add_argument("--log-level", default=os.environ.get("LOGLEVEL", "info").lower())
     s.set_defaults(func=_serve)

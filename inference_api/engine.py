@@ -18,12 +18,13 @@ from typing import Any
 import torch
 
 from inference_api.a1111_options import A1111Options
-from inference_api.batcher import MicroBatcher
+from inference_api.batcher import MicroBatcher, QueueFull
 from inference_api.catalog import ModelEntry
-from inference_api.errors import InferenceError
+from inference_api.errors import InferenceError, Overloaded, Unhealthy
 from inference_api.execution import BatchRunner, Outcome
 from inference_api.extras import Extras
-from inference_api.generation import GenerationJob, GenerationResult
+from inference_api.generation import GenerationJob, GenerationResult, prompt_chunks
+from inference_api.health import Health
 from inference_api.http_schemas import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
 from inference_api.jobs import build_job, response_body, unsupported_notes
 from inference_api.loading import DeviceSettings
@@ -50,17 +51,22 @@ class Engine:
         self.options = A1111Options(self.selection)
         self.progress = Progress()
         self.counters = Counters()
-        self.runner = BatchRunner(self.selection, self.progress, self.counters)
         self.networks = NetworkCatalog(settings.models_dir)
         # The alwayson scripts this runtime runs (GET /scripts); requests asking for others are refused.
         self.script_names: frozenset[str] = SUPPORTED_SCRIPTS
-        self.extras = Extras(self.selection.catalog, self.device, self.worker)
+        self.health = Health(settings.unhealthy_after_failures)
+        self.runner = BatchRunner(self.selection, self.progress, self.counters, self.health)
+        self.extras = Extras(self.selection.catalog, self.device, self.worker, settings.png_compress_level)
         self.batcher: MicroBatcher[GenerationJob] = MicroBatcher(
-            self._run_jobs, max_batch=settings.max_batch, window=settings.batch_window_ms / 1000.0
+            self._run_jobs,
+            max_batch=settings.max_batch,
+            window=settings.batch_window_ms / 1000.0,
+            max_waiting=settings.max_queue,
         )
         self._preload: asyncio.Task[None] | None = None
         self.warming = False
         self.warmup_seconds = 0.0
+        self.warmed_up: list[tuple[int, int, int]] = []  # (width, height, batch) generated before /ready
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -100,28 +106,32 @@ class Engine:
             self.warming = False
 
     def _warm_up(self, entry: ModelEntry) -> None:
-        """One short generation per batch size at the model's native size, before /ready says yes.
+        """One short generation per configured size bucket and batch size (with CFG), before /ready says yes.
 
-        With --compile every new input shape compiles (minutes on a big UNet); paying that before the pod
+        With --compile a new input shape may compile (minutes on a big UNet); paying that before the pod
         takes traffic keeps the first jobs from timing out.
         """
         pipe = self.selection.ensure_loaded(entry).text2img
         side = int(getattr(pipe, "default_sample_size", 64) or 64) * int(getattr(pipe, "vae_scale_factor", 8) or 8)
+        sizes = self.settings.warmup_sizes or ((side, side),)
         started = time.monotonic()
-        for batch in range(1, self.settings.max_batch + 1):
-            with torch.inference_mode():
-                pipe(prompt=["warm-up"] * batch, num_inference_steps=2, width=side, height=side, output_type="pil")
+        for width, height in sizes:
+            for batch in range(1, self.settings.max_batch + 1):
+                with torch.inference_mode():
+                    pipe(prompt=["warm-up"] * batch, num_inference_steps=2, width=width, height=height)
+                self.warmed_up.append((width, height, batch))
         self.warmup_seconds = time.monotonic() - started
-        log.info(
-            "warmed up %s (batch 1..%d, %dpx) in %.1fs", entry.name, self.settings.max_batch, side, self.warmup_seconds
-        )
+        log.info("warmed up %s (%s) in %.1fs", entry.name, self.warmed_up, self.warmup_seconds)
 
     def ready(self) -> bool:
-        return self.selection.is_loaded(self.selection.current) and not self.warming
+        return self.not_ready_reason() is None
 
-    def not_ready_reason(self) -> str:
+    def not_ready_reason(self) -> str | None:
+        """Why a request sent now would not run; None when it would."""
         selection = self.selection
         current = selection.current
+        if not self.health.healthy:
+            return self.health.reason()
         if selection.load_error:
             return f"loading the model failed: {selection.load_error}"
         wanted = self.settings.default_model
@@ -131,17 +141,24 @@ class Engine:
             return "no model found in the model directory"
         if self.warming:
             return f"model {current.title} is warming up"
-        return f"model {current.title} is not loaded yet"
+        # Without preloading, the first request loads the model: it will run, so the server is ready. With
+        # it, ready once the model was loaded (one evicted since, e.g. to make room, reloads on demand).
+        if self.settings.preload and not selection.was_loaded(current):
+            return f"model {current.title} is not loaded yet"
+        if self.batcher.waiting >= self.settings.max_queue:
+            return f"{self.batcher.waiting} requests are waiting (the queue holds {self.settings.max_queue})"
+        return None
 
     # -- generation --------------------------------------------------------------------------------
 
     async def txt2img(self, req: Txt2ImgRequest) -> dict[str, Any]:
-        return await self._generate(req, self._job(req, TaskKind.TXT2IMG))
+        return await self._generate(req, TaskKind.TXT2IMG)
 
     async def img2img(self, req: Img2ImgRequest) -> dict[str, Any]:
-        return await self._generate(req, self._job(req, TaskKind.INPAINT if req.mask else TaskKind.IMG2IMG))
+        return await self._generate(req, TaskKind.INPAINT if req.mask else TaskKind.IMG2IMG)
 
     def _job(self, req: GenerationRequest, task: TaskKind) -> GenerationJob:
+        """Decode and validate (CPU work: run off the event loop)."""
         model, issues = self.selection.current, []
         override = req.checkpoint_override()
         if override:
@@ -149,21 +166,38 @@ class Engine:
                 model = self.selection.find(override, "override_settings.sd_model_checkpoint")
             except InferenceError as exc:
                 model, issues = None, exc.fields
-        return build_job(req, task, model, issues, self.options.values, self.networks)
+        job = build_job(req, task, model, issues, self.options.values, self.networks)
+        loaded = self.selection.cache.peek(job.model.name)
+        if loaded is not None and loaded.text2img is not None:
+            job.prompt_chunks = prompt_chunks(loaded.text2img, [*job.prompts[:1], *job.negative_prompts[:1]])
+        return job
 
-    async def _generate(self, req: GenerationRequest, job: GenerationJob) -> dict[str, Any]:
+    async def _generate(self, req: GenerationRequest, task: TaskKind) -> dict[str, Any]:
         self.counters.requests += 1
+        if not self.health.healthy and self.health.sticky_error:
+            self.counters.errors += 1
+            raise Unhealthy(self.health.reason())
+        job = await asyncio.to_thread(self._job, req, task)
         try:
             result: GenerationResult = await self.batcher.submit(job)
+        except QueueFull as exc:
+            self.counters.rejected += 1
+            raise Overloaded(f"the runtime is busy ({exc}); retry later") from None
         except InferenceError:
             self.counters.errors += 1
             raise
+        except asyncio.CancelledError:
+            job.control.abandon()  # stops it at the next step if it is running alone
+            self.counters.abandoned += 1
+            raise
         result.notes.extend(unsupported_notes(req))
+        if result.interrupted:
+            result.notes.append("interrupted: images are what was generated when /interrupt arrived")
         self.counters.images += len(result.images)
         self.counters.pipeline_seconds += result.pipeline_seconds / max(result.batch.requests, 1)
         if not req.override_settings_restore_afterwards and req.checkpoint_override():
             self.selection.select(job.model)
-        return response_body(req, job, result)
+        return await asyncio.to_thread(response_body, req, job, result, self.settings.png_compress_level)
 
     async def _run_jobs(self, jobs: list[GenerationJob]) -> list[Outcome]:
         return await self.worker.run(self.runner.run, jobs)
@@ -190,6 +224,14 @@ class Engine:
             "out_of_memory": c.out_of_memory,
             "pipeline_seconds": round(c.pipeline_seconds, 6),
             "warmup_seconds": round(self.warmup_seconds, 3),
+            "warmed_up": [list(w) for w in self.warmed_up],
+            "healthy": self.health.healthy,
+            "consecutive_failures": self.health.consecutive_failures,
+            "abandoned": c.abandoned,
+            "sampling_steps": self.progress.steps_total,
+            "rejected": c.rejected,
             "device": self.device.device,
+            "gpu_peak_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0,
             "dtype": str(self.device.dtype).removeprefix("torch."),
         }
+

@@ -68,12 +68,6 @@ class GenerationFailed(InferenceError):
     code: ErrorCode = ErrorCode.GENERATION_FAILED
 
 
-class JobInterrupted(InferenceError):
-    """Stopped on purpose by /interrupt: retrying it would defeat the interrupt."""
-
-    code: ErrorCode = ErrorCode.INTERRUPTED
-
-
 class ClientGone(InferenceError):
     """The caller disconnected before its answer was ready; nobody reads this one."""
 

@@ -22,8 +22,9 @@ MAX_UPSCALERS_LOADED = 2
 
 
 class Extras:
-    def __init__(self, catalog: Catalog, device: DeviceSettings, worker: Worker) -> None:
+    def __init__(self, catalog: Catalog, device: DeviceSettings, worker: Worker, compress_level: int) -> None:
         self._catalog = catalog
+        self._compress_level = compress_level
         self._device = device
         self._worker = worker
         self.upscalers: LruCache[esrgan.EsrganUpscaler] = LruCache(MAX_UPSCALERS_LOADED)
@@ -32,7 +33,7 @@ class Extras:
         image = await asyncio.to_thread(decode_image, req.image, "image")
         check_target(image.width, image.height, req)
         outcome = await self._upscale(image, req)
-        return {"html_info": html_info(req, outcome.notes), "image": await asyncio.to_thread(encode_png, outcome.image)}
+        return {"html_info": html_info(req, outcome.notes), "image": await self._encode(outcome.image)}
 
     async def batch(self, req: ExtraBatchImagesRequest) -> dict[str, object]:
         images: list[Image.Image] = []
@@ -51,8 +52,11 @@ class Extras:
         for image in images:
             outcome = await self._upscale(image, req)
             notes += outcome.notes
-            encoded.append(await asyncio.to_thread(encode_png, outcome.image))
+            encoded.append(await self._encode(outcome.image))
         return {"html_info": html_info(req, notes), "images": encoded}
+
+    async def _encode(self, image: Image.Image) -> str:
+        return await asyncio.to_thread(encode_png, image, None, self._compress_level)
 
     async def _upscale(self, image: Image.Image, req: ExtrasRequest) -> UpscaleOutcome:
         available = {u.name for u in self._catalog.upscalers}

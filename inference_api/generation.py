@@ -8,6 +8,7 @@ prompt and seed, and the same seed gives the same image whether it ran alone or 
 from __future__ import annotations
 
 import inspect
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,32 @@ from inference_api.networks import NetworkFile, strip_tags
 from inference_api.progress import Progress
 from inference_api.samplers import SamplerChoice, build_scheduler, is_replaceable
 from inference_api.tasks import TaskKind
+
+
+class JobControl:
+    """Stop signals for one request, set from the event loop, read by the worker at every step."""
+
+    def __init__(self) -> None:
+        self._interrupted = threading.Event()
+        self._abandoned = threading.Event()
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+
+    def abandon(self) -> None:
+        self._abandoned.set()
+
+    @property
+    def interrupted(self) -> bool:
+        return self._interrupted.is_set()
+
+    @property
+    def abandoned(self) -> bool:
+        return self._abandoned.is_set()
+
+    @property
+    def stopped(self) -> bool:
+        return self.interrupted or self.abandoned
 
 
 @dataclass
@@ -47,7 +74,9 @@ class GenerationJob:
     loras: tuple[lora.ResolvedLora, ...] = ()  # the whole batch runs with one set, as in A1111
     embeddings: tuple[NetworkFile, ...] = ()  # textual inversions its prompts name
     notes: list[str] = field(default_factory=list)  # said in this job's info (e.g. an unknown LoRA)
+    prompt_chunks: int = 1  # CLIP chunks the prompts encode to (SD 1.x/2.x): companions must agree
     submitted: float = field(default_factory=time.monotonic)
+    control: JobControl = field(default_factory=JobControl, compare=False)
 
     @property
     def image_count(self) -> int:
@@ -74,6 +103,7 @@ class GenerationJob:
             self.eta,
             tuple(item.key for item in self.loras),
             tuple(file.name for file in self.embeddings),
+            self.prompt_chunks,
         )
 
 
@@ -91,6 +121,7 @@ class GenerationResult:
     queue_seconds: float
     batch: BatchInfo
     notes: list[str]
+    interrupted: bool = False
 
 
 def plan_calls(jobs: list[GenerationJob]) -> list[list[tuple[int, int]]]:
@@ -102,10 +133,22 @@ def plan_calls(jobs: list[GenerationJob]) -> list[list[tuple[int, int]]]:
     return [[(j, i) for j, job in enumerate(jobs) for i in range(job.image_count)]]
 
 
+def effective_strength(job: GenerationJob) -> float:
+    """img2img strength the pipeline can run: at least one denoising step (A1111 answers any 0 < s <= 1)."""
+    strength = float(job.denoising_strength if job.denoising_strength is not None else 0.75)
+    # diffusers runs int(steps * strength) steps; the epsilon keeps float rounding from making that 0.
+    return min(1.0, max(strength, (1.0 + 1e-6) / job.steps)) if strength > 0 else 0.0
+
+
 def run_batch(
     loaded: LoadedModel, jobs: list[GenerationJob], progress: Progress, batch_id: int, device: str
 ) -> list[GenerationResult]:
-    """Run compatible jobs (all sharing ``jobs[0]``'s batch key) and split the images back per job."""
+    """Run compatible jobs (all sharing ``jobs[0]``'s batch key) and split the images back per job.
+
+    A call stops at the next step once every request in it was interrupted or abandoned; its images are
+    decoded from where sampling stopped (A1111's "images so far"). Later calls of a stopped request are
+    skipped. A request that is stopped while merged with others runs on with them (they are unaffected).
+    """
     lead = jobs[0]
     pipe = loaded.pipeline(lead.task)
     notes = _set_scheduler(pipe, loaded, lead.sampler)
@@ -120,10 +163,17 @@ def run_batch(
     outputs: list[list[Image.Image | None]] = [[None] * job.image_count for job in jobs]
     started = time.monotonic()
     for call_no, call in enumerate(calls):
+        members = [jobs[j] for j in dict.fromkeys(j for j, _ in call)]
+        if all(job.control.stopped for job in members):
+            break
         progress.next_call(call_no, lead.steps)
-        kwargs = _call_kwargs(pipe, jobs, call, accepted, progress, device, lookups)
-        with torch.inference_mode():
-            images = pipe(**kwargs).images
+        if lead.task.uses_init_image and effective_strength(lead) == 0:
+            images = vae_round_trip(pipe, [jobs[j].init_images[i] for j, i in call])
+        else:
+            _seed_noise_sampler(pipe, [jobs[j].seeds[i] for j, i in call])
+            kwargs = _call_kwargs(pipe, jobs, call, accepted, progress, device, lookups, members)
+            with torch.inference_mode():
+                images = pipe(**kwargs).images
         for (j, i), image in zip(call, images, strict=True):
             outputs[j][i] = image
     elapsed = time.monotonic() - started
@@ -135,9 +185,47 @@ def run_batch(
             queue_seconds=max(0.0, started - job.submitted),
             batch=info,
             notes=[*job.notes, *notes],
+            interrupted=job.control.interrupted,
         )
         for job, imgs in zip(jobs, outputs, strict=True)
     ]
+
+
+def _seed_noise_sampler(pipe: Any, seeds: list[int]) -> None:
+    # DPM++ SDE draws its noise from a Brownian tree; unseeded it uses the global RNG. One tree per image,
+    # seeded from the image's seed, keeps the image reproducible and independent of its companions.
+    if hasattr(pipe.scheduler, "noise_sampler_seed"):
+        pipe.scheduler.noise_sampler_seed = [s % 2**63 for s in seeds]
+
+
+def vae_round_trip(pipe: Any, images: list[Image.Image]) -> list[Image.Image]:
+    """img2img at strength 0, as A1111 answers it: the input through the VAE, no denoising."""
+    vae = pipe.vae
+    upcast = vae.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
+    dtype = torch.float32 if upcast else vae.dtype
+    original = vae.dtype
+    try:
+        if upcast:
+            vae.to(dtype=torch.float32)
+        with torch.inference_mode():
+            pixels = pipe.image_processor.preprocess(images).to(device=vae.device, dtype=dtype)
+            latents = vae.encode(pixels).latent_dist.mode()
+            decoded = vae.decode(latents).sample
+        return list(pipe.image_processor.postprocess(decoded, output_type="pil"))
+    finally:
+        if upcast:
+            vae.to(dtype=original)
+
+
+def prompt_chunks(pipe: Any, texts: list[str]) -> int:
+    """CLIP chunks the longest text needs: what :func:`prompt_weights.condition` pads every text of a call to.
+
+    1 for pipelines that encode (and truncate) prompts themselves.
+    """
+    accepted = set(inspect.signature(pipe.__call__).parameters)
+    if not prompt_weights.supports(pipe, accepted):
+        return 1
+    return max(1, *(prompt_weights.chunks_needed(pipe.tokenizer, strip_tags(t)) for t in texts))
 
 
 def _truncation_notes(pipe: Any, jobs: list[GenerationJob], accepted: set[str]) -> list[str]:
@@ -166,6 +254,7 @@ def _call_kwargs(
     progress: Progress,
     device: str,
     lookups: list[prompt_weights.EmbeddingLookup | None],
+    members: list[GenerationJob],
 ) -> dict[str, Any]:
     lead = jobs[0]
     generator_device = "cpu" if device == "mps" else device
@@ -188,12 +277,14 @@ def _call_kwargs(
         kwargs["eta"] = lead.eta
     if lead.task.uses_init_image:
         kwargs["image"] = [jobs[j].init_images[i] for j, i in call]
-        kwargs["strength"] = lead.denoising_strength
+        kwargs["strength"] = effective_strength(lead)
     if lead.task is TaskKind.INPAINT and lead.mask is not None:
         kwargs["mask_image"] = [lead.mask] * len(call)
 
     def on_step_end(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         progress.step(step + 1, getattr(pipeline, "num_timesteps", None))
+        if all(job.control.stopped for job in members):
+            pipeline._interrupt = True  # diffusers skips the remaining steps and decodes what it has
         return tensors
 
     kwargs["callback_on_step_end"] = on_step_end

@@ -16,7 +16,7 @@ from inference_api.embeddings import mentioned
 from inference_api.errors import InvalidRequest, NotReady, invalid
 from inference_api.generation import GenerationJob, GenerationResult, prepare_mask
 from inference_api.http_schemas import GenerationRequest, Img2ImgRequest
-from inference_api.images import decode_image, encode_png, resize_for_img2img
+from inference_api.images import FAST_PNG, decode_image, encode_png, resize_for_img2img
 from inference_api.lora import ResolvedLora
 from inference_api.networks import NetworkCatalog, lora_uses
 from inference_api.samplers import UnknownName, choose
@@ -110,12 +110,17 @@ def resolve_loras(texts: list[str], networks: NetworkCatalog | None) -> tuple[tu
     return tuple(resolved), notes
 
 
-def response_body(req: GenerationRequest, job: GenerationJob, result: GenerationResult) -> dict[str, Any]:
-    """``{"images", "parameters", "info"}`` as AUTOMATIC1111 answers txt2img and img2img."""
+def response_body(
+    req: GenerationRequest, job: GenerationJob, result: GenerationResult, compress_level: int = FAST_PNG
+) -> dict[str, Any]:
+    """``{"images", "parameters", "info"}`` as AUTOMATIC1111 answers txt2img and img2img (CPU work: PNGs)."""
     images = []
     if req.send_images:
         schedule = job.sampler.schedule.name
-        images = [encode_png(img, infotext(job, i, job.model.title, schedule)) for i, img in enumerate(result.images)]
+        images = [
+            encode_png(img, infotext(job, i, job.model.title, schedule), compress_level)
+            for i, img in enumerate(result.images)
+        ]
         if isinstance(req, Img2ImgRequest) and req.include_init_images:
             images += req.init_images
     parameters = req.model_dump(mode="json")

@@ -205,8 +205,9 @@ def optimise(pipe: Any, settings: DeviceSettings) -> Any:
         for name in ("unet", "transformer"):
             module = getattr(pipe, name, None)
             if isinstance(module, torch.nn.Module):
-                # fullgraph keeps graph breaks from silently eating the gain; dynamic=False: one graph per shape.
-                setattr(pipe, name, torch.compile(module, mode=settings.compile_mode, fullgraph=True, dynamic=False))
+                # fullgraph keeps graph breaks from silently eating the gain; dynamic shapes: one graph serves
+                # every size, batch and CFG combination instead of a recompile (minutes) for each.
+                setattr(pipe, name, torch.compile(module, mode=settings.compile_mode, fullgraph=True, dynamic=True))
     return pipe
 
 

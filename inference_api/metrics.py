@@ -13,6 +13,8 @@ class Counters:
     errors: int = 0
     interrupted: int = 0
     out_of_memory: int = 0
+    abandoned: int = 0
+    rejected: int = 0
     pipeline_seconds: float = 0.0
 
 
@@ -21,7 +23,9 @@ _COUNTERS = {
     "images": "images generated",
     "errors": "generation requests that failed",
     "interrupted": "jobs stopped by /interrupt",
-    "out_of_memory": "jobs that ran out of accelerator memory",
+    "out_of_memory": "batches that ran out of accelerator memory",
+    "abandoned": "requests whose client went away before the answer",
+    "rejected": "requests refused because the queue was full",
     "pipeline_seconds": "seconds spent inside pipeline calls",
 }
 _BATCHER = {
@@ -48,5 +52,8 @@ def render_metrics(stats: dict[str, Any]) -> str:
         metric(f"inference_api_model_{key}_total", "counter", text, stats["cache"][key])
     load_seconds = stats["cache"]["load_seconds"]
     metric("inference_api_model_load_seconds_total", "counter", "seconds spent loading models", load_seconds)
-    metric("inference_api_ready", "gauge", "1 when a model is loaded", 1 if stats["ready"] else 0)
+    metric("inference_api_ready", "gauge", "1 when a request sent now would run", 1 if stats["ready"] else 0)
+    metric("inference_api_healthy", "gauge", "0 once /health fails (restart the container)", int(stats["healthy"]))
+    failures = stats["consecutive_failures"]
+    metric("inference_api_consecutive_failures", "gauge", "failed generations since the last success", failures)
     return "\n".join(lines) + "\n"

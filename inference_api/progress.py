@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-
-class Interrupted(Exception):
-    """Raised inside the pipeline's step callback when /interrupt was called during the job."""
 
 
 @dataclass
@@ -31,9 +28,13 @@ class Progress:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._state = _State()
+        self._on_interrupt: Callable[[], None] | None = None
+        self.steps_total = 0  # sampling steps run since start (shows when work stopped early)
 
-    def begin(self, job: str, *, job_count: int, steps: int) -> None:
+    def begin(self, job: str, *, job_count: int, steps: int, on_interrupt: Callable[[], None] | None = None) -> None:
+        """A batch starts; ``on_interrupt`` stops the request /interrupt applies to (the one shown here)."""
         with self._lock:
+            self._on_interrupt = on_interrupt
             # An interrupt only ever applies to the job running when it arrives (as in AUTOMATIC1111).
             self._state = _State(
                 job=job,
@@ -50,25 +51,28 @@ class Progress:
             self._state.sampling_steps = steps
 
     def step(self, step: int, steps: int | None = None) -> None:
-        """Record a finished step; raise :class:`Interrupted` if an interrupt is pending."""
+        """Record a finished step."""
         with self._lock:
+            self.steps_total += 1
             self._state.sampling_step = step
             if steps:
                 self._state.sampling_steps = steps
-            if self._state.interrupted:
-                raise Interrupted()
 
     def end(self) -> None:
         with self._lock:
             self._state = _State(job_timestamp=self._state.job_timestamp)
+            self._on_interrupt = None
 
     def interrupt(self) -> bool:
-        """Flag the running job; returns whether one was running."""
+        """Stop the running request at its next step (as in AUTOMATIC1111); returns whether one was running."""
         with self._lock:
             if not self._state.job:
                 return False
             self._state.interrupted = True
-            return True
+            stop = self._on_interrupt
+        if stop is not None:
+            stop()
+        return True
 
     @property
     def busy(self) -> bool:

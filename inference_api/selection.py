@@ -10,9 +10,11 @@ import logging
 import threading
 import time
 
+import torch
+
 from inference_api.cache import LruCache
 from inference_api.catalog import Catalog, ModelEntry
-from inference_api.containment import is_out_of_memory, release_memory
+from inference_api.containment import PipelineState, is_out_of_memory, release_memory
 from inference_api.errors import InferenceError, ModelLoadFailed, NotReady, OutOfMemory, invalid_field
 from inference_api.loading import DeviceSettings, LoadedModel, free, load_model
 from inference_api.settings import ServerSettings
@@ -27,7 +29,10 @@ class ModelSelection:
         self.device = device
         self._worker = worker
         self.catalog = Catalog(settings.models_dir)
-        self.cache: LruCache[LoadedModel] = LruCache(settings.cache_size, on_evict=free)
+        self.cache: LruCache[LoadedModel] = LruCache(settings.cache_size, on_evict=self._evicted)
+        self._baselines: dict[str, PipelineState] = {}
+        # Models loaded since start (or the last unload): one evicted since is reloaded on demand, at once.
+        self._loaded_once: set[str] = set()
         self._lock = threading.Lock()
         self._current: ModelEntry | None = None
         self.load_error: str | None = None
@@ -56,6 +61,9 @@ class ModelSelection:
     def is_loaded(self, entry: ModelEntry | None) -> bool:
         return entry is not None and entry.name in self.cache
 
+    def was_loaded(self, entry: ModelEntry | None) -> bool:
+        return entry is not None and entry.name in self._loaded_once
+
     def find(self, name: str, field: str) -> ModelEntry:
         entry = self.catalog.find(name)
         if entry is None:
@@ -71,10 +79,47 @@ class ModelSelection:
         self.cache.make_room()
         started = time.monotonic()
         loaded = load_model(entry, self.settings.models_dir, self.device)
+        self._baselines[entry.name] = PipelineState.capture(loaded.text2img.components)
         self.cache.put(entry.name, loaded, time.monotonic() - started)
+        self._loaded_once.add(entry.name)
         self.load_error = None
         log.info("loaded %s in %.2fs", entry.name, time.monotonic() - started)
         return loaded
+
+    def _evicted(self, loaded: LoadedModel) -> None:
+        self._baselines.pop(loaded.entry.name, None)
+        free(loaded)
+        if self.device.compile:
+            # Compiled graphs hold the evicted model's weights and shapes; the next model compiles afresh.
+            torch._dynamo.reset()
+
+    def restore_or_evict(self, entry: ModelEntry) -> str:
+        """After a failed generation: put the model back as it was loaded, or drop it to be reloaded.
+
+        Returns what was done ("intact", "restored" or "evicted"). Worker thread only.
+        """
+        loaded = self.cache.peek(entry.name)
+        baseline = self._baselines.get(entry.name)
+        if loaded is None or baseline is None:
+            return "intact"
+        components = loaded.text2img.components
+        try:
+            drift = baseline.drift(components)
+            if not drift:
+                return "intact"
+            log.warning("a failed generation left %s changed (%s); restoring", entry.name, "; ".join(drift))
+            baseline.restore(components)
+            if not baseline.drift(components):
+                return "restored"
+        except Exception:
+            log.exception("restoring %s failed", entry.name)
+        log.warning("%s could not be restored; evicting it (the next request reloads it)", entry.name)
+        self.cache.evict(entry.name)
+        return "evicted"
+
+    def evict_others(self, entry: ModelEntry) -> int:
+        """Free every loaded model but ``entry`` (a request that ran out of memory gets the whole device)."""
+        return sum(self.cache.evict(name) for name in self.cache.names() if name != entry.name)
 
     def load_in_worker(self, entry: ModelEntry) -> LoadedModel:
         """:meth:`ensure_loaded` with failures turned into domain errors. Worker thread only."""
@@ -104,6 +149,7 @@ class ModelSelection:
         self.select_default()
 
     async def unload(self) -> int:
+        self._loaded_once.clear()
         return await self._worker.run(self.cache.clear)
 
     async def reload(self) -> None:

@@ -19,5 +19,10 @@ class ServerSettings:
     batch_window_ms: float = 0.0
     cache_size: int = 2
     preload: bool = True
-    warmup: bool = False  # run one short generation per batch size before /ready (for --compile)
+    warmup: bool = False  # run one short generation per batch size and warm-up size before /ready
+    warmup_sizes: tuple[tuple[int, int], ...] = ()  # (width, height) buckets; empty: the model's native size
     max_body_bytes: int = 64 * 1024 * 1024
+    max_queue: int = 32  # requests waiting for the worker; past it, 503 with Retry-After
+    retry_after_s: int = 5
+    unhealthy_after_failures: int = 5  # consecutive failed generations before /health fails
+    png_compress_level: int = 1  # zlib level of response PNGs: 1 is fast, 9 is small

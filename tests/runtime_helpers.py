@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -92,6 +93,8 @@ class RunningServer:
     url: str
     client: httpx.Client
     log_path: Path | None = None
+    app: Any = None  # the FastAPI app, for servers run in the test process
+    pid: int | None = None  # the server's process, for servers run as a child
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
@@ -105,7 +108,7 @@ def serve_subprocess(
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "inference_api", "serve", "--models", str(models), "--port", str(port)]
-    cmd += ["--threads", "1", "--log-level", "warning", *extra]
+    cmd += ["--threads", "1", "--log-level", "warning", *extra]  # a later --threads in extra wins
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -117,7 +120,7 @@ def serve_subprocess(
         )
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
-        yield RunningServer(url, client, log_path)
+        yield RunningServer(url, client, log_path, pid=proc.pid)
     finally:
         client.close()
         proc.terminate()
@@ -148,8 +151,24 @@ def serve_in_thread(settings: Any, *, ready: bool = True) -> Iterator[RunningSer
             raise RuntimeError("server thread died during start")
         if ready:
             wait_until(lambda: _get_ok(client, "/ready"), what="/ready")
-        yield RunningServer(url, client)
+        yield RunningServer(url, client, app=config.app)
     finally:
         client.close()
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def post_raw(url: str, path: str, body: dict[str, Any]) -> socket.socket:
+    """Send a POST and return the open socket without reading the answer: closing it is a client that gave up."""
+    import json
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    payload = json.dumps(body).encode()
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=120)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {parts.hostname}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + payload)
+    return sock

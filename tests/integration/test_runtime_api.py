@@ -58,7 +58,7 @@ def error_fields(response: Any) -> list[str]:
 def test_health_ready_and_model_list(server: RunningServer) -> None:
     assert server.client.get("/health").json() == {"status": "ok"}
     ready = server.client.get("/ready")
-    assert ready.status_code == 200 and ready.json()["model"] == TINY
+    assert ready.status_code == 200 and ready.json()["model"] == TINY and ready.json()["loaded"] is True
     titles = {m["title"] for m in server.client.get("/sdapi/v1/sd-models").json()}
     assert titles == {TINY, TINY_B, TINY_SINGLE, TINY_XL}
     upscalers = {u["name"] for u in server.client.get("/sdapi/v1/upscalers").json()}
@@ -100,13 +100,25 @@ def test_random_seed_is_reported_and_reproducible(server: RunningServer) -> None
 
 
 @pytest.mark.parametrize("name", sampler_names())
-def test_every_sampler_name_runs(server: RunningServer, name: str) -> None:
-    body = txt2img(server, sampler_name=name, seed=5)
+def test_every_sampler_is_reproducible_from_its_seed(server: RunningServer, name: str) -> None:
+    body = txt2img(server, sampler_name=name, seed=5, batch_size=2)
     info = json.loads(body["info"])
     assert decode_png(body["images"][0]).size == (64, 64)
     assert name.startswith(info["sampler_name"])
     if name.endswith((" Karras", " Exponential")):
         assert info["scheduler"] == name.rsplit(" ", 1)[1]
+    # The same request again: the same PNGs, byte for byte (SDE samplers included: their noise is seeded
+    # per image). The second image of the batch has its own seed, so it differs from the first.
+    again = txt2img(server, sampler_name=name, seed=5, batch_size=2)
+    assert again["images"] == body["images"]
+    assert not np.array_equal(pixels(body["images"][0]), pixels(body["images"][1]))
+
+
+@pytest.mark.parametrize(("a", "b"), [("Euler", "Euler a"), ("Euler", "DPM++ 2M"), ("DPM++ SDE", "DPM++ 2M SDE")])
+def test_samplers_give_different_images(server: RunningServer, a: str, b: str) -> None:
+    first = txt2img(server, sampler_name=a, seed=6)["images"][0]
+    second = txt2img(server, sampler_name=b, seed=6)["images"][0]
+    assert np.abs(pixels(first) - pixels(second)).max() > 8
 
 
 def test_scheduler_field_and_alias(server: RunningServer) -> None:
@@ -200,13 +212,38 @@ def test_img2img_with_base64_input(server: RunningServer) -> None:
     assert not np.array_equal(pixels(body["images"][0]), pixels(other.json()["images"][0]))
 
 
-def test_img2img_with_mask_inpaints(server: RunningServer) -> None:
-    response = server.client.post(
-        "/sdapi/v1/img2img",
-        json={**SMALL, "init_images": [png_b64()], "mask": png_b64((64, 64), (255, 255, 255)), "mask_blur": 2},
-    )
+def test_img2img_with_mask_repaints_only_the_masked_side(server: RunningServer) -> None:
+    init = _b64(Image.effect_noise((64, 64), 80).convert("RGB"))
+    mask = Image.new("RGB", (64, 64), (0, 0, 0))
+    mask.paste((255, 255, 255), (32, 0, 64, 64))  # white: repaint the right half
+    body = {**SMALL, "init_images": [init], "denoising_strength": 1.0, "mask": _b64(mask), "mask_blur": 0}
+    images = []
+    for seed in (12, 13):
+        response = server.client.post("/sdapi/v1/img2img", json={**body, "seed": seed})
+        assert response.status_code == 200, response.text
+        assert json.loads(response.json()["info"])["is_using_inpainting_conditioning"] is True
+        images.append(pixels(response.json()["images"][0]))
+    # Another seed repaints the masked (right) side differently; the kept side stays the init image's.
+    change = np.abs(images[0] - images[1]).mean(axis=(0, 2))
+    left, right = change[:24].mean(), change[40:].mean()  # away from the seam the VAE blurs
+    assert right > 3 * left, (left, right)
+    # Without the mask, the seed changes the left side as much.
+    unmasked = [
+        pixels(server.client.post("/sdapi/v1/img2img", json={**body, "mask": None, "seed": s}).json()["images"][0])
+        for s in (12, 13)
+    ]
+    assert np.abs(unmasked[0] - unmasked[1])[:, :24].mean() > 3 * left
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.05, 0.2, 0.5, 1.0])
+def test_img2img_answers_any_strength(server: RunningServer, strength: float) -> None:
+    # 4 steps at 0.05 is int(4 * 0.05) == 0 steps in diffusers: A1111 runs at least one (or none at 0).
+    init = png_b64((64, 64), (30, 160, 60))
+    body = {**SMALL, "steps": 4, "init_images": [init], "denoising_strength": strength, "seed": 3}
+    response = server.client.post("/sdapi/v1/img2img", json=body)
     assert response.status_code == 200, response.text
-    assert json.loads(response.json()["info"])["is_using_inpainting_conditioning"] is True
+    assert json.loads(response.json()["info"])["denoising_strength"] == strength
+    assert server.client.post("/sdapi/v1/img2img", json=body).json()["images"] == response.json()["images"]
 
 
 def test_extra_single_image_unknown_upscaler_falls_back_to_lanczos(server: RunningServer) -> None:
@@ -278,8 +315,9 @@ def test_model_switch_via_options_and_override(server: RunningServer) -> None:
     assert len(stats["loaded_models"]) <= 2 and stats["cache"]["evictions"] >= 1  # bounded LRU
 
 
-def test_interrupt_stops_the_running_job_cleanly(server: RunningServer) -> None:
+def test_interrupt_answers_200_with_the_images_so_far(server: RunningServer) -> None:
     result: dict[str, Any] = {}
+    steps_before = server.client.get("/stats").json()["sampling_steps"]
 
     def long_job() -> None:
         result["response"] = server.client.post(
@@ -297,8 +335,13 @@ def test_interrupt_stops_the_running_job_cleanly(server: RunningServer) -> None:
     assert server.client.post("/sdapi/v1/interrupt").status_code == 200
     worker.join(timeout=120)
     response = result["response"]
-    assert response.status_code == 409
-    assert response.json()["error"]["code"] == "interrupted"
+    assert response.status_code == 200, response.text  # as A1111: what was generated so far
+    assert decode_png(response.json()["images"][0]).size == (256, 256)
+    notes = json.loads(response.json()["info"])["extra_generation_params"]["notes"]
+    assert any("interrupted" in n for n in notes)
+    stats = server.client.get("/stats").json()
+    assert stats["interrupted"] >= 1
+    assert stats["sampling_steps"] - steps_before < 150  # it stopped early
     # The server goes on: progress is idle again and the next job runs normally.
     assert server.client.get("/sdapi/v1/progress").json()["state"]["job"] == ""
     assert txt2img(server)["images"]
@@ -308,7 +351,8 @@ def test_metrics_and_stats(server: RunningServer) -> None:
     txt2img(server)
     text = server.client.get("/metrics").text
     assert "inference_api_requests_total" in text and "inference_api_batcher_batches_total" in text
-    assert "inference_api_ready 1.0" in text
+    assert "inference_api_ready 1.0" in text and "inference_api_healthy 1.0" in text
+    assert "inference_api_consecutive_failures 0.0" in text and "inference_api_abandoned_total" in text
     stats = server.client.get("/stats").json()
     assert stats["requests"] >= 1 and stats["images"] >= 1 and stats["device"] == "cpu"
 

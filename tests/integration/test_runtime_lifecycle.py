@@ -62,11 +62,22 @@ def test_unload_then_reload_on_demand(models: Path) -> None:
         assert server.client.get("/ready").status_code == 200
 
 
-def test_lazy_start_without_preload(models: Path) -> None:
+def test_lazy_start_without_preload_is_ready_because_a_request_would_run(models: Path) -> None:
+    # The queue agent waits for /ready before it sends anything: with --no-preload a request sent now
+    # runs (it loads the model), so /ready says yes at once, and that it has not loaded it yet.
     with serve_in_thread(ServerSettings(models_dir=models, preload=False), ready=False) as server:
-        assert server.client.get("/ready").status_code == 503
+        ready = server.client.get("/ready")
+        assert ready.status_code == 200 and ready.json() == {"status": "ready", "model": TINY, "loaded": False}
+        assert server.client.get("/stats").json()["loaded_models"] == []
         assert server.client.post("/sdapi/v1/txt2img", json=SMALL).status_code == 200
-        assert server.client.get("/ready").status_code == 200
+        assert server.client.get("/ready").json()["loaded"] is True
+
+
+def test_lazy_start_is_not_ready_without_a_model(tmp_path: Path) -> None:
+    with serve_in_thread(ServerSettings(models_dir=tmp_path, preload=False), ready=False) as server:
+        response = server.client.get("/ready")
+        assert response.status_code == 503 and "no model" in response.json()["error"]["message"]
+        assert response.headers["Retry-After"] == "5"
 
 
 def _concurrently(server: RunningServer, bodies: list[dict[str, Any]]) -> list[Any]:
@@ -142,9 +153,37 @@ def test_mixed_concurrent_requests_each_get_their_own_images(models: Path) -> No
         assert stats["batcher"]["largest_batch"] <= 4
 
 
-def test_warmup_runs_before_ready(models: Path) -> None:
-    settings = ServerSettings(models_dir=models, max_batch=2, warmup=True)
-    with serve_in_thread(settings) as server:
+def test_warmup_generates_every_bucket_before_ready(models: Path) -> None:
+    settings = ServerSettings(models_dir=models, max_batch=2, warmup=True, warmup_sizes=((64, 64), (64, 96)))
+    with serve_in_thread(settings, ready=False) as server:
+        # Whenever /ready first says yes, every configured size and batch size has been generated.
+        wait_until(lambda: server.client.get("/ready").status_code == 200, what="/ready after warm-up")
         stats = server.client.get("/stats").json()
-        assert stats["ready"] and stats["warmup_seconds"] > 0
+        assert stats["warmed_up"] == [[64, 64, 1], [64, 64, 2], [64, 96, 1], [64, 96, 2]]
+        assert stats["warmup_seconds"] > 0
         assert server.client.post("/sdapi/v1/txt2img", json=SMALL).status_code == 200
+
+
+def test_every_request_gives_the_same_image_alone_and_merged(models: Path) -> None:
+    words = "a photo of a cat in a detailed fantasy landscape".split()
+    long_prompt = " ".join(words * 12)  # two CLIP chunks: never merged with one-chunk prompts
+    bodies: list[dict[str, Any]] = [
+        {**SMALL, "prompt": "a cat", "seed": 1},
+        {**SMALL, "prompt": long_prompt, "seed": 2},
+        {**SMALL, "prompt": "a dog", "negative_prompt": "dark", "seed": 3},
+        {**SMALL, "prompt": long_prompt + " at night", "negative_prompt": "blurry", "seed": 4},
+    ]
+    with serve_in_thread(ServerSettings(models_dir=models, max_batch=1)) as server:
+        alone = [server.client.post("/sdapi/v1/txt2img", json=b) for b in bodies]
+    assert [r.status_code for r in alone] == [200] * 4
+    # A 60 s window with room for two: each request waits for one companion of its own kind.
+    with serve_in_thread(ServerSettings(models_dir=models, max_batch=2, batch_window_ms=60_000)) as server:
+        merged = _concurrently(server, bodies)
+    assert [r.status_code for r in merged] == [200] * 4
+    batches = [json.loads(r.json()["info"])["batch"] for r in merged]
+    assert [b["requests"] for b in batches] == [2, 2, 2, 2]
+    assert batches[0]["id"] == batches[2]["id"] != batches[1]["id"] == batches[3]["id"]
+    for single, shared in zip(alone, merged, strict=True):
+        a = np.asarray(decode_png(single.json()["images"][0]), dtype=np.int16)
+        b = np.asarray(decode_png(shared.json()["images"][0]), dtype=np.int16)
+        assert np.abs(a - b).max() <= 2

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from inference_api.batcher import MicroBatcher
+from inference_api.batcher import MicroBatcher, QueueFull
 
 
 @dataclass(frozen=True)
@@ -83,13 +83,40 @@ async def test_incompatible_jobs_wait_in_order_and_max_batch_counts_images() -> 
     await batcher.stop()
 
 
-async def test_window_collects_companions_and_is_only_an_upper_bound() -> None:
+async def _taken(batcher: MicroBatcher, runner: Recorder) -> None:
+    """Until the collector has taken every submitted job (and runs none yet)."""
+    await asyncio.sleep(0)  # let the submitting task run first
+    while batcher.waiting:
+        await asyncio.sleep(0)
+    assert not runner.started.is_set()
+
+
+async def test_window_gathers_requests_that_arrive_after_the_first() -> None:
     runner = Recorder()
-    batcher: MicroBatcher[Job] = MicroBatcher(runner, max_batch=2, window=30)
+    batcher: MicroBatcher[Job] = MicroBatcher(runner, max_batch=3, window=30)
     batcher.start()
-    # With a 30 s window, two jobs still leave at once because the batch is full.
-    results = await asyncio.wait_for(_submit_all(batcher, [Job("a"), Job("b")]), timeout=10)
-    assert results == ["done:a", "done:b"] and runner.batches == [["a", "b"]]
+    first = asyncio.create_task(batcher.submit(Job("a")))
+    await _taken(batcher, runner)  # "a" is held, waiting for companions: the idle worker does not start
+    second = asyncio.create_task(batcher.submit(Job("b")))
+    await _taken(batcher, runner)  # a late "b" joins the held batch
+    third = asyncio.create_task(batcher.submit(Job("c")))
+    # The third fills the batch, which leaves at once: the 30 s window is only an upper bound.
+    results = await asyncio.wait_for(asyncio.gather(first, second, third), timeout=10)
+    assert results == ["done:a", "done:b", "done:c"] and runner.batches == [["a", "b", "c"]]
+    await batcher.stop()
+
+
+async def test_without_a_window_an_idle_worker_starts_the_first_request_alone() -> None:
+    runner = Recorder()
+    runner.gate.clear()
+    batcher: MicroBatcher[Job] = MicroBatcher(runner, max_batch=3, window=0)
+    batcher.start()
+    first = asyncio.create_task(batcher.submit(Job("a")))
+    await runner.started.wait()
+    late = asyncio.create_task(batcher.submit(Job("b")))
+    runner.gate.set()
+    assert await asyncio.gather(first, late) == ["done:a", "done:b"]
+    assert runner.batches == [["a"], ["b"]]
     await batcher.stop()
 
 
@@ -126,9 +153,29 @@ async def test_cancelled_callers_are_skipped() -> None:
     while batcher.waiting < 2:
         await asyncio.sleep(0)
     gone.cancel()
+    while batcher.waiting > 1:  # the cancelled caller's job leaves the queue at once
+        await asyncio.sleep(0)
     runner.gate.set()
     assert await busy == "done:busy" and await kept == "done:kept"
     assert runner.batches == [["busy"], ["kept"]]
+    await batcher.stop()
+
+
+async def test_the_queue_is_bounded() -> None:
+    runner = Recorder()
+    runner.gate.clear()
+    batcher: MicroBatcher[Job] = MicroBatcher(runner, max_batch=1, window=0, max_waiting=1)
+    batcher.start()
+    busy = asyncio.create_task(batcher.submit(Job("busy")))
+    await runner.started.wait()
+    queued = asyncio.create_task(batcher.submit(Job("queued")))
+    while batcher.waiting < 1:
+        await asyncio.sleep(0)
+    with pytest.raises(QueueFull):
+        await batcher.submit(Job("refused"))
+    runner.gate.set()
+    assert await asyncio.gather(busy, queued) == ["done:busy", "done:queued"]
+    assert runner.batches == [["busy"], ["queued"]]
     await batcher.stop()
 
 

@@ -18,7 +18,7 @@ from PIL import Image
 from inference_api.architectures import SD_NOISE_SCHEDULE
 from inference_api.catalog import ModelEntry
 from inference_api.engine import Engine
-from inference_api.errors import GenerationFailed, OutOfMemory
+from inference_api.errors import GenerationFailed, TooLargeForDevice, Unhealthy
 from inference_api.generation import GenerationJob, GenerationResult
 from inference_api.http_errors import status_of
 from inference_api.loading import LoadedModel
@@ -35,11 +35,13 @@ class _Output:
 
 
 class StandInPipeline:
-    """Accepts the SD call signature; fails with ``error`` when asked for more than ``max_images``."""
+    """Accepts the SD call signature; raises ``error`` for calls of more than ``max_images`` images, the first
+    ``times`` such calls (None: always)."""
 
-    def __init__(self, error: BaseException | None = None, max_images: int = 0) -> None:
+    def __init__(self, error: BaseException | None = None, max_images: int = 0, times: int | None = None) -> None:
         self.error = error
         self.max_images = max_images
+        self.times = times
         self.scheduler: Any = None
         self.calls: list[int] = []
 
@@ -57,15 +59,16 @@ class StandInPipeline:
         callback_on_step_end: Any = None,
     ) -> _Output:
         self.calls.append(len(prompt))
-        if self.error is not None and len(prompt) > self.max_images:
+        if self.error is not None and len(prompt) > self.max_images and (self.times is None or self.times > 0):
+            self.times = None if self.times is None else self.times - 1
             raise self.error
         for step in range(num_inference_steps):
             callback_on_step_end(self, step, 0, {})
         return _Output([Image.new("RGB", (width, height)) for _ in prompt])
 
 
-def _engine(tmp_path: Path, pipe: StandInPipeline) -> tuple[Engine, ModelEntry]:
-    engine = Engine(ServerSettings(models_dir=tmp_path))
+def _engine(tmp_path: Path, pipe: StandInPipeline, **settings: Any) -> tuple[Engine, ModelEntry]:
+    engine = Engine(ServerSettings(models_dir=tmp_path, **settings))
     entry = ModelEntry("stand-in", tmp_path, "diffusers")
     scheduler_config = {"_class_name": "PNDMScheduler", **SD_NOISE_SCHEDULE}
     engine.selection.cache.put(entry.name, LoadedModel(entry, pipe, scheduler_config))
@@ -87,12 +90,31 @@ def _job(entry: ModelEntry, seed: int) -> GenerationJob:
     )
 
 
-def test_out_of_memory_is_a_clean_503(tmp_path: Path) -> None:
-    pipe = StandInPipeline(torch.OutOfMemoryError("CUDA out of memory"))
-    engine, entry = _engine(tmp_path, pipe)
+OOM = torch.OutOfMemoryError("CUDA out of memory")
+
+
+def test_out_of_memory_alone_is_retried_once_on_an_emptied_cache(tmp_path: Path) -> None:
+    pipe = StandInPipeline(OOM, times=1)
+    engine, entry = _engine(tmp_path, pipe, cache_size=2)
+    other = ModelEntry("other", tmp_path, "diffusers")
+    engine.selection.cache.put(other.name, LoadedModel(other, StandInPipeline(), {}))
+    engine.selection.cache.get(entry.name)  # the stand-in is the most recently used
     (result,) = engine.runner.run([_job(entry, 1)])
-    assert isinstance(result, OutOfMemory) and status_of(result) == 503
-    assert engine.counters.out_of_memory == 1 and not engine.progress.busy
+    assert isinstance(result, GenerationResult) and pipe.calls == [1, 1]
+    assert engine.selection.cache.names() == [entry.name]  # the other model made room
+    assert engine.counters.out_of_memory == 1 and engine.health.consecutive_failures == 0
+
+
+def test_out_of_memory_alone_on_an_emptied_cache_is_too_large_a_4xx(tmp_path: Path) -> None:
+    pipe = StandInPipeline(OOM)
+    engine, entry = _engine(tmp_path, pipe)
+    job = _job(entry, 1)
+    job.width = job.height = 2048
+    (result,) = engine.runner.run([job])
+    assert isinstance(result, TooLargeForDevice) and status_of(result) == 422
+    assert "2048x2048" in result.message and {f.field for f in result.fields} >= {"width", "height"}
+    assert pipe.calls == [1, 1] and not engine.progress.busy
+    assert engine.health.healthy  # a request too large for the device says nothing about the device
 
 
 def test_a_merged_batch_that_runs_out_of_memory_is_retried_one_by_one(tmp_path: Path) -> None:
@@ -108,6 +130,31 @@ def test_other_failures_are_500_without_a_traceback(tmp_path: Path) -> None:
     (result,) = engine.runner.run([_job(entry, 1)])
     assert isinstance(result, GenerationFailed) and status_of(result) == 500
     assert "Traceback" not in result.message and "bad tensor" in result.message
+
+
+def test_health_fails_after_consecutive_failures_and_a_success_resets_the_count(tmp_path: Path) -> None:
+    pipe = StandInPipeline(ValueError("bad tensor"), times=2)
+    engine, entry = _engine(tmp_path, pipe, unhealthy_after_failures=3)
+    for _ in range(2):
+        engine.runner.run([_job(entry, 1)])
+    assert engine.health.consecutive_failures == 2 and engine.health.healthy
+    (ok,) = engine.runner.run([_job(entry, 1)])
+    assert isinstance(ok, GenerationResult) and engine.health.consecutive_failures == 0
+    pipe.error, pipe.times = ValueError("bad tensor"), None
+    for _ in range(3):
+        engine.runner.run([_job(entry, 1)])
+    assert not engine.health.healthy and "3 generations failed" in engine.health.reason()
+    assert engine.not_ready_reason() == engine.health.reason()
+
+
+def test_a_sticky_device_error_fails_health_at_once_and_refuses_further_work(tmp_path: Path) -> None:
+    pipe = StandInPipeline(RuntimeError("CUDA error: an illegal memory access was encountered"), times=1)
+    engine, entry = _engine(tmp_path, pipe)
+    (result,) = engine.runner.run([_job(entry, 1)])
+    assert isinstance(result, Unhealthy) and status_of(result) == 503
+    assert not engine.health.healthy and "illegal memory access" in engine.health.reason()
+    (refused,) = engine.runner.run([_job(entry, 2)])
+    assert isinstance(refused, Unhealthy) and pipe.calls == [1]  # nothing more runs on a broken device
 
 
 def test_sampler_is_swapped_onto_the_pipeline(tmp_path: Path) -> None:
@@ -137,3 +184,21 @@ def test_options_validate_clip_skip(tmp_path: Path, value: object) -> None:
         response = server.client.post("/sdapi/v1/options", json={"CLIP_stop_at_last_layers": value})
         assert response.status_code == 422
         assert response.json()["error"]["fields"][0]["field"] == "CLIP_stop_at_last_layers"
+
+
+def test_compiled_graphs_are_reset_when_a_model_is_evicted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    resets: list[bool] = []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(True))
+    engine, _ = _engine(tmp_path, StandInPipeline(), compile=True, cache_size=1)
+    other = ModelEntry("other", tmp_path, "diffusers")
+    engine.selection.cache.put(other.name, LoadedModel(other, StandInPipeline(), {}))  # evicts the stand-in
+    assert engine.selection.cache.names() == ["other"] and resets == [True]
+
+
+def test_warmup_sizes_parse_from_the_command_line() -> None:
+    from inference_api.cli import parser
+
+    args = parser().parse_args(["serve", "--models", "m", "--warmup-size", "512x512", "--warmup-size", "768x512"])
+    assert args.warmup_size == [(512, 512), (768, 512)]
+    with pytest.raises(SystemExit):
+        parser().parse_args(["serve", "--models", "m", "--warmup-size", "500x512"])
