@@ -214,6 +214,10 @@ def with_sigmas(scheduler: Any, make: Callable[[int], np.ndarray], model: ModelS
     def set_timesteps(self: Any, num_inference_steps: int, device: Any = None, **kwargs: Any) -> None:
         base.set_timesteps(self, num_inference_steps, device=device, **kwargs)
         sigmas = np.asarray(make(num_inference_steps), dtype=np.float64)
+        if base.__name__ == "DEISMultistepScheduler" and sigmas[-1] == 0:
+            # DEIS steps in log-SNR: a last sigma of 0 is an infinite step (NaN images). End where diffusers'
+            # DEIS ends, at the model's smallest sigma.
+            sigmas[-1] = float(model.sigmas[0])
         timesteps = model.sigma_to_t(sigmas[:-1])
         if self.timesteps.dtype == torch.int64:
             timesteps = timesteps.round()
