@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from contract import DEFAULT_LIMITS
 from queue_agent.aws import open_clients
 from queue_agent.context import AgentContext
 from queue_agent.fetch import HttpsFetcher
@@ -100,7 +101,9 @@ async def run_agent(
                 if settings.status_table
                 else NullStatusStore()
             )
-            fetcher = overrides.fetcher or HttpsFetcher(settings.input_max_bytes, settings.https_fetch_timeout)
+            # INPUT_MAX_BYTES may tighten the contract's per-input limit, never loosen it.
+            max_input = min(settings.input_max_bytes, DEFAULT_LIMITS.max_input_bytes)
+            fetcher = overrides.fetcher or HttpsFetcher(max_input, settings.https_fetch_timeout)
             ctx = AgentContext(
                 settings=settings,
                 queue=queue,

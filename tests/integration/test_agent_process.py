@@ -60,7 +60,10 @@ def test_sigkill_mid_job_then_restart_completes_every_job_exactly_once(
         assert world.status_of(task_id) == "completed"
     runs = Counter(str(c.payload["prompt"]) for c in a1111.calls)
     assert runs[victim] == 2, "the killed attempt never finished, so its job ran again"
-    assert sum(runs.values()) == len(ids) + 1
+    # Every call at the runtime when the agent died ran again (the victim, and the second of the
+    # RUNTIME_INFLIGHT=2 calls if it had been dispatched); nothing else did.
+    assert len(ids) + 1 <= sum(runs.values()) <= len(ids) + 2
+    assert all(count <= 2 for count in runs.values())
 
 
 def test_sigterm_finishes_the_calls_at_the_runtime_and_returns_prefetched_messages_at_once(
