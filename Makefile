@@ -6,6 +6,9 @@ PIP := $(VENV)/bin/pip
 EXTRAS := lambda,agent,runtime,infra,cli,plan,dev
 STAMP := $(VENV)/.installed
 TOOLS := .tools/bin
+# checkov pins an older boto3 than ours, so it gets a venv of its own (scripts/checkov-requirements.txt).
+CHECKOV_VENV := .tools/checkov-venv
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
 export OMP_NUM_THREADS ?= 1
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION ?= 1
 CHROMIUM ?= /usr/bin/chromium
@@ -16,11 +19,11 @@ export PATH := $(CURDIR)/$(TOOLS):$(CURDIR)/node_modules/.bin:$(PATH)
 help:
 	@echo "make demo   - set up and run the whole pipeline locally (no AWS account)"
 	@echo "make test   - set up and run the test suite"
-	@echo "make lint   - ruff, mypy, helm lint, image dependency resolution"
+	@echo "make lint   - ruff, mypy, helm lint, image dependency resolution, checkov"
 	@echo "make synth  - synthesise the CDK app into cdk.out"
 	@echo "make bench  - run the benchmarks, results in benchmarks/RESULTS.md"
 
-setup: $(STAMP) node_modules/.installed $(TOOLS)/helm $(CHROMIUM)
+setup: $(STAMP) node_modules/.installed $(TOOLS)/helm $(CHECKOV) $(CHROMIUM)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -34,6 +37,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(CHECKOV): scripts/checkov-requirements.txt | $(STAMP)
+	test -x $(CHECKOV_VENV)/bin/pip || $(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q -r scripts/checkov-requirements.txt
 	touch $@
 
 $(TOOLS)/helm: $(STAMP)
@@ -54,6 +62,8 @@ lint: setup
 	helm lint --strict charts/sd-on-eks
 	# Each image's pinned dependency set resolves for its Python and platform (needs PyPI).
 	$(PY) scripts/check_image_pins.py
+	# The synthesized templates, the chart rendered with every test value set, the Dockerfiles: 0 failed checks.
+	$(PY) scripts/checkov_lint.py --checkov $(CHECKOV)
 
 demo: setup
 	$(PY) -m local_stack demo

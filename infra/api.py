@@ -19,7 +19,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from contract.layout import DEAD_LETTER_FOLDER
-from infra import nag, naming
+from infra import checkov, nag, naming
 from infra.config import DeploymentConfig, runtime_catalog, runtime_names
 from infra.lambda_bundle import LAMBDA_ARCHITECTURE, LambdaSources, lambda_code
 from infra.versions import LAMBDA_PYTHON
@@ -82,6 +82,13 @@ class TaskApi(Construct):
             ),
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             removal_policy=RemovalPolicy.DESTROY,
+        )
+        checkov.skip(
+            self.table,
+            {
+                "CKV_AWS_119": "AWS-managed encryption: the records hold task ids, states and result keys; a "
+                "customer key would need grants for every reader and add nothing they need.",
+            },
         )
         environment = {
             "TASKS_TOPIC_ARN": inputs.tasks_topic.topic_arn,
@@ -147,6 +154,7 @@ class TaskApi(Construct):
             removal_policy=RemovalPolicy.DESTROY,
         )
         self.log_groups[name] = log_group
+        checkov.skip(log_group, checkov.LOG_GROUP)
         role = iam.Role(
             self,
             f"{name.capitalize()}Role",
@@ -159,7 +167,7 @@ class TaskApi(Construct):
                 actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[f"{log_group.log_group_arn}:*"]
             )
         )
-        return lambda_.Function(
+        function = lambda_.Function(
             self,
             f"{name.capitalize()}Function",
             runtime=lambda_.Runtime(f"python{LAMBDA_PYTHON}", lambda_.RuntimeFamily.PYTHON),
@@ -174,6 +182,8 @@ class TaskApi(Construct):
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
         )
+        checkov.skip(function, checkov.SYNC_FUNCTION | checkov.OUTSIDE_VPC)
+        return function
 
     def _grant(self, inputs: ApiInputs) -> None:
         table_arn = self.table.table_arn
@@ -260,6 +270,7 @@ class TaskApi(Construct):
             retention=_RETENTION[config.api.access_log_retention_days],
             removal_policy=RemovalPolicy.DESTROY,
         )
+        checkov.skip(access_logs, checkov.LOG_GROUP)
         throttle = config.apigw.throttle
         api = apigw.RestApi(
             self,
@@ -289,6 +300,13 @@ class TaskApi(Construct):
                 throttling_burst_limit=throttle.burst_limit,
             ),
             default_method_options=apigw.MethodOptions(api_key_required=True),
+        )
+        checkov.skip(
+            api.deployment_stage,
+            {
+                "CKV_AWS_120": "Every answer is per task and changes as the task runs (status, cancel); a cache "
+                "would serve stale states, and POSTs are never cached.",
+            },
         )
         # API Gateway's own rejections (missing key, throttled, unknown route) in the contract's error shape.
         for response_type, code in (

@@ -22,7 +22,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
 from constructs import Construct
 
-from infra import nag, naming, versions
+from infra import checkov, nag, naming, versions
 from infra.chart_values import needs_device_plugin
 from infra.config import DeploymentConfig
 from infra.karpenter_cleanup import KarpenterCleanup
@@ -217,6 +217,13 @@ class Cluster(Construct):
             retention_period=Duration.minutes(5),
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
+        )
+        checkov.skip(
+            queue,
+            {
+                "CKV_AWS_27": "Encrypted with SQS-managed SSE (SqsManagedSseEnabled), which this check does not "
+                "recognise.",
+            },
         )
         nag.acknowledge(
             queue,
@@ -441,6 +448,7 @@ class Cluster(Construct):
             removal_policy=RemovalPolicy.DESTROY,
         )
         addon.node.add_dependency(self.application_log_group)
+        checkov.skip(self.application_log_group, checkov.LOG_GROUP)
 
     def _acknowledge_cdk_internals(self) -> None:
         """Findings on what the CDK EKS library creates for itself (cluster role, kubectl provider)."""
@@ -453,6 +461,8 @@ class Cluster(Construct):
             },
         )
         provider = self.cluster.node.find_child("KubectlProvider")
+        checkov.skip(provider, checkov.LIBRARY_FUNCTION, resource_type="AWS::Lambda::Function")
+        checkov.skip(provider, checkov.LOG_GROUP, resource_type="AWS::Logs::LogGroup")
         library = (
             "Created by the CDK EKS library for its kubectl provider (Lambda in the VPC that applies manifests and "
             "Helm charts); its policies are the library's, not ours to narrow."

@@ -19,7 +19,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from infra import nag
+from infra import checkov, nag
 from infra.lambda_bundle import LAMBDA_ARCHITECTURE
 from infra.versions import LAMBDA_PYTHON
 
@@ -107,12 +107,15 @@ class KarpenterCleanup(Construct):
         # Deleted before Karpenter (it needs the controller to drain the nodes) and before its own access.
         self.resource.node.add_dependency(karpenter, access, rbac)
         self._acknowledge(provider, functions)
+        checkov.skip(provider, checkov.LIBRARY_FUNCTION, resource_type="AWS::Lambda::Function")
 
     def _log_group(self, construct_id: str) -> logs.LogGroup:
         # Deleted with the stack: `cdk destroy` leaves nothing behind.
-        return logs.LogGroup(
+        group = logs.LogGroup(
             self, construct_id, retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
         )
+        checkov.skip(group, checkov.LOG_GROUP)
+        return group
 
     def _function(self, name: str, handler: str, role: iam.IRole) -> lambda_.Function:
         group = self._log_group(f"{name}Logs")
@@ -121,7 +124,7 @@ class KarpenterCleanup(Construct):
                 actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[f"{group.log_group_arn}:*"]
             )
         )
-        return lambda_.Function(
+        function = lambda_.Function(
             self,
             name,
             runtime=lambda_.Runtime(f"python{LAMBDA_PYTHON}", lambda_.RuntimeFamily.PYTHON),
@@ -134,6 +137,8 @@ class KarpenterCleanup(Construct):
             log_group=group,
             description=f"Karpenter cleanup before uninstall ({name})",
         )
+        checkov.skip(function, checkov.SYNC_FUNCTION | checkov.OUTSIDE_VPC)
+        return function
 
     def _acknowledge(self, provider: cr.Provider, functions: dict[str, lambda_.Function]) -> None:
         stack = Stack.of(self)

@@ -12,7 +12,7 @@ from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra import naming
+from infra import checkov, naming
 from infra.config import DeploymentConfig, RuntimeConfig, runtime_filter_policy
 
 
@@ -97,6 +97,15 @@ class Messaging(Construct):
             enforce_ssl=True,
             **encryption,  # type: ignore[arg-type]
         )
+        if self.queue_key is None:
+            for q in (queue, dlq):
+                checkov.skip(
+                    q,
+                    {
+                        "CKV_AWS_27": "Encrypted with SQS-managed SSE (SqsManagedSseEnabled), which this check does "
+                        "not recognise; queue.kmsEncryption switches to a customer key.",
+                    },
+                )
         subscription = self.tasks_topic.add_subscription(subs.SqsSubscription(queue, raw_message_delivery=True))
         # The L2 filter type cannot express the sample's `$or` legacy routing, so the policy is set on the
         # CloudFormation resource directly; the same code path serves the plain `runtime` filter.

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Tags
+from aws_cdk import RemovalPolicy, Stack, Tags
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra import checkov
 from infra.config import NetworkConfig
 
 
@@ -32,11 +33,16 @@ class Network(Construct):
         flow_log_group = logs.LogGroup(
             self, "FlowLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
         )
+        checkov.skip(flow_log_group, checkov.LOG_GROUP)
         self.vpc.add_flow_log(
             "FlowLog",
             destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_log_group),
             traffic_type=ec2.FlowLogTrafficType.REJECT,
         )
+        # The CDK's provider that strips the default security group's rules (a stack-level singleton).
+        restrictor = Stack.of(self).node.try_find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
+        if restrictor is not None:
+            checkov.skip(restrictor, checkov.LIBRARY_FUNCTION, resource_type="AWS::Lambda::Function")
         # Karpenter's EC2NodeClass selects the subnets nodes launch into by this tag.
         for subnet in self.vpc.private_subnets:
             Tags.of(subnet).add("karpenter.sh/discovery", discovery_tag)

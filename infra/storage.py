@@ -6,7 +6,7 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra import nag
+from infra import checkov, nag
 from infra.config import OutputsConfig
 
 
@@ -27,6 +27,14 @@ class Storage(Construct):
             self.access_logs,
             {"AwsSolutions-S1": "This bucket is the access-log destination; logging it into itself would recurse."},
         )
+        checkov.skip(
+            self.access_logs,
+            {
+                "CKV_AWS_18": "This bucket is the access-log destination; logging it into itself would recurse.",
+                "CKV_AWS_21": "Access logs are written once and expire after 90 days; versions would only keep "
+                "deleted logs longer.",
+            },
+        )
         rules = [
             s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(7)),
             # Results expire with their status records (outputs.statusTtlDays unless expireAfterDays is shorter).
@@ -45,4 +53,11 @@ class Storage(Construct):
             lifecycle_rules=rules,
             # Generated images are the product: keep them when the stack goes away.
             removal_policy=RemovalPolicy.RETAIN,
+        )
+        checkov.skip(
+            self.output_bucket,
+            {
+                "CKV_AWS_21": "Each result is written once under its task's own key and expires with its status "
+                "record; versioning would keep expired images and never restore anything.",
+            },
         )
