@@ -2,6 +2,7 @@
 
 Exit codes: 0 success, 1 the task failed or was cancelled, 2 usage or configuration error,
 3 the API refused the call or could not be reached, 4 timed out, 130 interrupted.
+`sdq doctor` exits 1 when a check fails.
 """
 
 from __future__ import annotations
@@ -71,8 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--prefix", help="S3 prefix for the results (default: output)")
     submit.add_argument("--wait", action="store_true", help="wait for the result")
 
-    sub.add_parser("plan", add_help=False,
-                   help="simulate what a config.yaml deployment costs and how fast it answers (sdq plan --help)")
+    sub.add_parser(
+        "plan",
+        add_help=False,
+        help="simulate what a config.yaml deployment costs and how fast it answers (sdq plan --help)",
+    )
 
     status = sub.add_parser("status", parents=[conn], help="show a task's status")
     status.add_argument("task_id", metavar="ID")
@@ -91,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     redrive.add_argument("runtime", metavar="RUNTIME")
     redrive.add_argument("--stack", help="the deployed CloudFormation stack (default: the local stack)")
     redrive.add_argument("--local-file", type=Path, default=endpoints.LOCAL_FILE, help=argparse.SUPPRESS)
+
+    doctor = sub.add_parser(
+        "doctor", help="check the AWS account and the deployed stack (model files, quotas, spot role, queues, API)"
+    )
+    doctor.add_argument("--stack", help="CloudFormation stack name (default: stackName of the config)")
+    doctor.add_argument("--config", type=Path, help="config.yaml (default: $CDK_CONFIG_PATH or ./config.yaml)")
     return parser
 
 
@@ -152,6 +162,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO, transport: httpx.Ba
         return _local(args, out)
     if args.command == "redrive":
         return _redrive(args, out)
+    if args.command == "doctor":
+        return _doctor(args, out, transport)
     endpoint = _endpoint(args)
     with ApiClient(endpoint, transport=transport) as client:
         if args.command == "submit":
@@ -207,6 +219,28 @@ def _redrive(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"{len(report.requeued)} task(s) requeued on {args.runtime}")
     out.write(f"; {report.skipped} dead letter(s) that are no task kept\n" if report.skipped else "\n")
     return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace, out: TextIO, transport: httpx.BaseTransport | None) -> int:
+    import boto3
+
+    from infra.config import ConfigError, load_config
+    from sdq import doctor
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    session = boto3.session.Session()
+    findings = doctor.run(
+        config,
+        doctor.Aws(session),
+        stack_name=args.stack or config.stack_name,
+        endpoint_of=lambda name: endpoints.from_stack(name, session=session),
+        transport=transport,
+    )
+    out.write(doctor.report(findings))
+    return EXIT_TASK_FAILED if any(f.status == "fail" for f in findings) else EXIT_OK
 
 
 def main(
