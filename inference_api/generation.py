@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image
 
-from inference_api import embeddings, lora, prompt_weights
+from inference_api import embeddings, inpaint, lora, prompt_weights
 from inference_api.catalog import ModelEntry
 from inference_api.loading import LoadedModel
 from inference_api.networks import NetworkFile, strip_tags
@@ -69,7 +69,8 @@ class GenerationJob:
     sdxl_clip_l_skip: bool = False  # A1111's option: SDXL's clip skip applies to CLIP-L, and only when on
     denoising_strength: float | None = None
     init_images: list[Image.Image] = field(default_factory=list)  # one per image (already resized)
-    mask: Image.Image | None = None
+    mask: Image.Image | None = None  # what the pipeline sees (sharp; it binarizes, as A1111's latent mask)
+    inpaint_plans: list[inpaint.InpaintPlan] = field(default_factory=list)  # one per image
     eta: float | None = None
     loras: tuple[lora.ResolvedLora, ...] = ()  # the whole batch runs with one set, as in A1111
     embeddings: tuple[NetworkFile, ...] = ()  # textual inversions its prompts name
@@ -175,7 +176,8 @@ def run_batch(
             with torch.inference_mode():
                 images = pipe(**kwargs).images
         for (j, i), image in zip(call, images, strict=True):
-            outputs[j][i] = image
+            plans = jobs[j].inpaint_plans
+            outputs[j][i] = inpaint.finish(image, plans[i]) if plans else image
     elapsed = time.monotonic() - started
     info = BatchInfo(batch_id, len(jobs), sum(job.image_count for job in jobs))
     return [
@@ -310,13 +312,3 @@ def _conditioning(
     if cond.pooled is not None:
         out.update(pooled_prompt_embeds=cond.pooled[:n], negative_pooled_prompt_embeds=cond.pooled[n:])
     return out
-
-
-def prepare_mask(mask: Image.Image, size: tuple[int, int], blur: int, invert: bool) -> Image.Image:
-    """A1111 mask handling: white = repaint; optional invert; Gaussian blur of ``mask_blur`` pixels."""
-    gray = mask.convert("L").resize(size, Image.Resampling.LANCZOS)
-    if invert:
-        gray = ImageOps.invert(gray)
-    if blur > 0:
-        gray = gray.filter(ImageFilter.GaussianBlur(blur))
-    return gray

@@ -107,6 +107,7 @@ class Img2ImgRequest(GenerationRequest):
     mask_blur: int = Field(default=4, ge=0, le=64)
     inpainting_fill: int = Field(default=0, ge=0, le=3)
     inpaint_full_res: bool = False
+    inpaint_full_res_padding: int = Field(default=32, ge=0, le=1024)
     inpainting_mask_invert: int = Field(default=0, ge=0, le=1)
     include_init_images: bool = False
 

@@ -11,10 +11,11 @@ from typing import Any
 from PIL import Image
 
 from contract import FieldIssue
+from inference_api import inpaint
 from inference_api.catalog import ModelEntry
 from inference_api.embeddings import mentioned
 from inference_api.errors import InvalidRequest, NotReady, invalid
-from inference_api.generation import GenerationJob, GenerationResult, prepare_mask
+from inference_api.generation import GenerationJob, GenerationResult
 from inference_api.http_schemas import GenerationRequest, Img2ImgRequest
 from inference_api.images import FAST_PNG, decode_image, encode_png, resize_for_img2img
 from inference_api.lora import ResolvedLora
@@ -91,8 +92,22 @@ def build_job(
         resized = [resize_for_img2img(img, req.width, req.height, req.resize_mode) for img in init_images]
         job.init_images = [resized[i % len(resized)] for i in range(count)]
         if mask is not None:
-            job.mask = prepare_mask(mask, (req.width, req.height), req.mask_blur, bool(req.inpainting_mask_invert))
+            _plan_inpainting(job, req, mask)
     return job
+
+
+def _plan_inpainting(job: GenerationJob, req: Img2ImgRequest, mask: Image.Image) -> None:
+    sharp = inpaint.prepare_mask(mask, (req.width, req.height), bool(req.inpainting_mask_invert))
+    images = []
+    for init in job.init_images:
+        plan, image, job.mask = inpaint.plan(
+            init, sharp, blur_radius=req.mask_blur, full_res=req.inpaint_full_res, padding=req.inpaint_full_res_padding
+        )
+        job.inpaint_plans.append(plan)
+        images.append(inpaint.prefill(image, job.mask, req.inpainting_fill))
+    job.init_images = images
+    if req.inpainting_fill in (inpaint.LATENT_NOISE, inpaint.LATENT_NOTHING):
+        job.notes.append("inpainting_fill latent noise / latent nothing are done as 'fill' here")
 
 
 def resolve_loras(texts: list[str], networks: NetworkCatalog | None) -> tuple[tuple[ResolvedLora, ...], list[str]]:

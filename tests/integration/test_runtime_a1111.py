@@ -142,3 +142,47 @@ def test_textual_inversion_replaces_the_name_by_its_vectors(server: RunningServe
     listed = server.client.get("/sdapi/v1/embeddings").json()
     assert set(listed) == {"loaded", "skipped"}
     assert listed["loaded"]["emb-a"]["vectors"] == 2 and listed["loaded"]["emb-a"]["shape"] == 32
+
+
+def _b64(img: Any) -> str:
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _inpaint(server: RunningServer, **fields: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from PIL import Image, ImageFilter
+
+    rng = np.random.default_rng(0)
+    init = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (24, 24, 40, 40))
+    body = {**SMALL, "init_images": [_b64(init)], "mask": _b64(mask), "denoising_strength": 0.9, **fields}
+    response = server.client.post("/sdapi/v1/img2img", json=body)
+    assert response.status_code == 200, response.text
+    out = np.asarray(decode_png(response.json()["images"][0]).convert("RGB"), dtype=np.int16)
+    overlay = mask.filter(ImageFilter.GaussianBlur(fields.get("mask_blur", 4)))
+    return out, np.asarray(init, dtype=np.int16), np.asarray(overlay)
+
+
+@pytest.mark.parametrize("full_res", [False, True], ids=["whole", "only_masked"])
+def test_inpainting_keeps_every_pixel_outside_the_blurred_mask(server: RunningServer, full_res: bool) -> None:
+    out, init, overlay = _inpaint(server, mask_blur=4, inpaint_full_res=full_res, inpaint_full_res_padding=8)
+    outside = overlay == 0
+    assert outside.sum() > 2000 and np.array_equal(out[outside], init[outside])
+    assert not np.array_equal(out[overlay > 200], init[overlay > 200])
+    # Inverted: the square keeps the input, the rest is repainted.
+    inverted, _, _ = _inpaint(server, mask_blur=0, inpainting_mask_invert=1)
+    assert np.array_equal(inverted[24:40, 24:40], init[24:40, 24:40])
+    assert not np.array_equal(inverted[:20], init[:20])
+
+
+def test_mask_blur_softens_the_seam(server: RunningServer) -> None:
+    sharp, init, _ = _inpaint(server, mask_blur=0)
+    soft, _, overlay = _inpaint(server, mask_blur=8)
+    seam = (overlay > 0) & (overlay < 255)
+    assert not np.array_equal(sharp[seam], soft[seam])
+    assert np.array_equal(soft[overlay == 0], init[overlay == 0])
