@@ -201,4 +201,3 @@ class MicroBatcher(Generic[J]):
         if size > 1:
             s.merged_batches += 1
             s.merged_requests += size
-

@@ -139,9 +139,7 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--max-queue", type=int, default=32, help="requests waiting for the worker; past it 503")
     s.add_argument("--retry-after", type=int, default=5, help="seconds in Retry-After of 503 answers")
-    s.add_argument(
-        "--unhealthy-after", type=int, default=5, help="consecutive failed generations before /health fails"
-    )
+    s.add_argument("--unhealthy-after", type=int, default=5, help="consecutive failed generations before /health fails")
     s.add_argument("--png-compress-level", type=int, default=1, choices=range(10), help="1 fast (default), 9 small")
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     s.add_argument("--log-level", default=os.environ.get("LOGLEVEL", "info").lower())

@@ -11,12 +11,15 @@ current model, pipeline cache), :class:`~inference_api.a1111_options.A1111Option
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import time
 from typing import Any
 
 import torch
 
+from inference_api import hires
 from inference_api.a1111_options import A1111Options
 from inference_api.batcher import MicroBatcher, QueueFull
 from inference_api.catalog import ModelEntry
@@ -178,8 +181,13 @@ class Engine:
             self.counters.errors += 1
             raise Unhealthy(self.health.reason())
         job = await asyncio.to_thread(self._job, req, task)
+        hr = None
+        if isinstance(req, Txt2ImgRequest) and req.enable_hr:
+            hr = hires.plan(req, job.sampler, job.steps, job.width, job.height)
         try:
             result: GenerationResult = await self.batcher.submit(job)
+            if hr is not None:
+                result = await self._second_pass(job, result, hr)
         except QueueFull as exc:
             self.counters.rejected += 1
             raise Overloaded(f"the runtime is busy ({exc}); retry later") from None
@@ -198,6 +206,39 @@ class Engine:
         if not req.override_settings_restore_afterwards and req.checkpoint_override():
             self.selection.select(job.model)
         return await asyncio.to_thread(response_body, req, job, result, self.settings.png_compress_level)
+
+    async def _second_pass(self, job: GenerationJob, first: GenerationResult, hr: hires.HiresPlan) -> GenerationResult:
+        """Hires fix: upscale the first pass's images, then img2img them at the hires size (same seeds)."""
+        available = {u.name for u in self.selection.catalog.upscalers}
+        work = functools.partial(
+            lambda images: [hires.upscale(im, hr, available, self.extras.run_model) for im in images], first.images
+        )
+        upscaled = await (self.worker.run(work) if hires.uses_model(hr, available) else asyncio.to_thread(work))
+        count = job.image_count
+        second = dataclasses.replace(
+            job,
+            task=TaskKind.IMG2IMG,
+            width=hr.width,
+            height=hr.height,
+            steps=hr.steps,
+            sampler=hr.sampler,
+            denoising_strength=hr.denoising_strength,
+            init_images=upscaled,
+            prompts=[hr.prompt] * count if hr.prompt is not None else job.prompts,
+            negative_prompts=[hr.negative_prompt] * count if hr.negative_prompt is not None else job.negative_prompts,
+            notes=[],
+            infotext_extra={},
+            submitted=time.monotonic(),
+        )
+        result: GenerationResult = await self.batcher.submit(second)
+        job.denoising_strength = hr.denoising_strength
+        job.infotext_extra.update(hr.infotext(job.width, job.height))
+        return dataclasses.replace(
+            result,
+            pipeline_seconds=first.pipeline_seconds + result.pipeline_seconds,
+            queue_seconds=first.queue_seconds,
+            notes=[*first.notes, *hr.notes, *result.notes],
+        )
 
     async def _run_jobs(self, jobs: list[GenerationJob]) -> list[Outcome]:
         return await self.worker.run(self.runner.run, jobs)
@@ -234,4 +275,3 @@ class Engine:
             "gpu_peak_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0,
             "dtype": str(self.device.dtype).removeprefix("torch."),
         }
-

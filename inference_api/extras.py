@@ -61,11 +61,12 @@ class Extras:
     async def _upscale(self, image: Image.Image, req: ExtrasRequest) -> UpscaleOutcome:
         available = {u.name for u in self._catalog.upscalers}
         uses_model = any(resolve_name(n, available) for n in (req.upscaler_1, req.upscaler_2))
-        work = functools.partial(upscale_one, image, req, available, self._run_upscaler)
+        work = functools.partial(upscale_one, image, req, available, self.run_model)
         # Resamplers are plain CPU work; model upscalers need the accelerator, so the worker thread.
         return await (self._worker.run(work) if uses_model else asyncio.to_thread(work))
 
-    def _run_upscaler(self, name: str, image: Image.Image) -> Image.Image:
+    def run_model(self, name: str, image: Image.Image) -> Image.Image:
+        """An ESRGAN-family upscaler of the catalog on ``image``. Worker thread only."""
         upscaler = self.upscalers.get(name)
         if upscaler is None:
             entry = next(u for u in self._catalog.upscalers if u.name == name)

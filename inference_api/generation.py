@@ -76,6 +76,7 @@ class GenerationJob:
     embeddings: tuple[NetworkFile, ...] = ()  # textual inversions its prompts name
     notes: list[str] = field(default_factory=list)  # said in this job's info (e.g. an unknown LoRA)
     prompt_chunks: int = 1  # CLIP chunks the prompts encode to (SD 1.x/2.x): companions must agree
+    infotext_extra: dict[str, Any] = field(default_factory=dict)  # more A1111 infotext items (hires...)
     submitted: float = field(default_factory=time.monotonic)
     control: JobControl = field(default_factory=JobControl, compare=False)
 

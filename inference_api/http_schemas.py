@@ -96,6 +96,15 @@ class GenerationRequest(BaseModel):
 class Txt2ImgRequest(GenerationRequest):
     enable_hr: bool = False
     denoising_strength: float | None = Field(default=None, ge=0, le=1)
+    hr_scale: float = Field(default=2.0, ge=1, le=8)
+    hr_upscaler: str | None = Field(default=None, max_length=128)
+    hr_second_pass_steps: int = Field(default=0, ge=0, le=L.max_steps)
+    hr_resize_x: int = Field(default=0, ge=0, le=L.max_side)
+    hr_resize_y: int = Field(default=0, ge=0, le=L.max_side)
+    hr_sampler_name: str | None = Field(default=None, max_length=64)
+    hr_scheduler: str | None = Field(default=None, max_length=64)
+    hr_prompt: str = Field(default="", max_length=L.max_prompt_chars)
+    hr_negative_prompt: str = Field(default="", max_length=L.max_prompt_chars)
 
 
 class Img2ImgRequest(GenerationRequest):

@@ -148,8 +148,6 @@ def response_body(
 def unsupported_notes(req: GenerationRequest) -> list[str]:
     """A1111 features this runtime accepts but does not apply: said in ``info`` rather than failing the job."""
     notes = []
-    if getattr(req, "enable_hr", False):
-        notes.append("hires fix (enable_hr) is not supported; generated at the base size")
     if req.alwayson_scripts:
         notes.append(f"alwayson_scripts ignored: {', '.join(sorted(req.alwayson_scripts))}")
     if req.styles:
@@ -177,10 +175,11 @@ def infotext(job: GenerationJob, index: int, model_title: str, schedule: str) ->
         "Size": f"{job.width}x{job.height}",
         "Model": model_title,
     }
-    if job.task.uses_init_image:
+    if job.task.uses_init_image or job.denoising_strength is not None:  # img2img, or txt2img with hires fix
         params["Denoising strength"] = job.denoising_strength
     if job.clip_skip > 1:
         params["Clip skip"] = job.clip_skip
+    params.update(job.infotext_extra)
     params["Version"] = VERSION
     text = job.prompts[index]
     if job.negative_prompts[index]:

@@ -186,3 +186,28 @@ def test_mask_blur_softens_the_seam(server: RunningServer) -> None:
     seam = (overlay > 0) & (overlay < 255)
     assert not np.array_equal(sharp[seam], soft[seam])
     assert np.array_equal(soft[overlay == 0], init[overlay == 0])
+
+
+def test_hires_fix_returns_the_upscaled_size(server: RunningServer) -> None:
+    body = generate(server, enable_hr=True, hr_scale=2, hr_upscaler="Latent", denoising_strength=0.6)
+    assert decode_png(body["images"][0]).size == (128, 128)
+    info = json.loads(body["info"])
+    assert "Hires upscale: 2" in info["infotexts"][0] and "Denoising strength: 0.6" in info["infotexts"][0]
+    assert "Size: 64x64" in info["infotexts"][0]
+    lanczos = generate(server, enable_hr=True, hr_scale=2, hr_upscaler="Lanczos", denoising_strength=0.6)
+    assert lanczos["images"][0] != body["images"][0]
+    sized = generate(server, enable_hr=True, hr_resize_x=96, hr_upscaler="Lanczos", hr_second_pass_steps=2)
+    assert decode_png(sized["images"][0]).size == (96, 96)
+    # The second pass repaints: not just the first pass resized.
+    from PIL import Image
+
+    first = decode_png(generate(server)["images"][0]).convert("RGB").resize((128, 128), Image.Resampling.LANCZOS)
+    assert not np.array_equal(np.asarray(first), np.asarray(decode_png(lanczos["images"][0]).convert("RGB")))
+
+
+def test_hires_target_out_of_range_is_422(server: RunningServer) -> None:
+    response = server.client.post(
+        "/sdapi/v1/txt2img", json={**SMALL, "enable_hr": True, "hr_resize_x": 2048, "hr_resize_y": 8}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["field"] == "hr_resize_x"
