@@ -12,20 +12,41 @@ from contract.budget import extras_size_issues, input_image_issues
 from contract.errors import ContractError, ErrorCode, FieldIssue, error_body
 from contract.image_header import image_size
 from contract.images import iter_image_fields, set_at
-from contract.layout import image_key, notification_key, output_key, output_location, s3_uri, split_s3_uri
+from contract.layout import (
+    DEAD_LETTER_FOLDER,
+    dead_letter_key,
+    dead_letter_prefix,
+    image_key,
+    notification_key,
+    output_key,
+    output_location,
+    s3_uri,
+    split_s3_uri,
+)
 from contract.legacy import LEGACY_RUNTIME, LegacyRequest, parse_legacy_request
 from contract.limits import DEFAULT_LIMITS, SNS_MAX_MESSAGE_BYTES, Limits
 from contract.messages import QueueMessage, legacy_request, parse_queue_body, to_queue_message, utcnow
 from contract.notification import ErrorInfo, Notification, notification_status, sns_message_size
 from contract.refs import RefError, RefKind, check_https_url, is_public_address, parse_image_ref
 from contract.request import ID_PATTERN, TaskRequest, content_issues, parse_request
-from contract.status import STATUS_TTL_DAYS, StatusRecord, cancel_request_update, new_item, transition_update
+from contract.status import (
+    NOTIFIED_ATTRIBUTE,
+    STATUS_TTL_DAYS,
+    StatusRecord,
+    cancel_request_update,
+    new_item,
+    notified_update,
+    requeue_update,
+    transition_update,
+)
 from contract.tasks import RUNTIME_TASKTYPES, TaskStatus, TaskType
 
 __all__ = [
+    "DEAD_LETTER_FOLDER",
     "DEFAULT_LIMITS",
     "ID_PATTERN",
     "LEGACY_RUNTIME",
+    "NOTIFIED_ATTRIBUTE",
     "RUNTIME_TASKTYPES",
     "SNS_MAX_MESSAGE_BYTES",
     "STATUS_TTL_DAYS",
@@ -46,6 +67,8 @@ __all__ = [
     "cancel_request_update",
     "check_https_url",
     "content_issues",
+    "dead_letter_key",
+    "dead_letter_prefix",
     "error_body",
     "extras_size_issues",
     "image_key",
@@ -57,12 +80,14 @@ __all__ = [
     "new_item",
     "notification_key",
     "notification_status",
+    "notified_update",
     "output_key",
     "output_location",
     "parse_image_ref",
     "parse_legacy_request",
     "parse_queue_body",
     "parse_request",
+    "requeue_update",
     "s3_uri",
     "set_at",
     "sns_message_size",

@@ -54,6 +54,7 @@ class ErrorCode(StrEnum):
     RUNTIME_BAD_RESPONSE = "runtime_bad_response"
     AWS_UNAVAILABLE = "aws_unavailable"
     AWS_REJECTED = "aws_rejected"
+    DEAD_LETTERED = "dead_lettered"
 
     @classmethod
     def parse(cls, value: object) -> ErrorCode:

@@ -129,10 +129,6 @@ def notified_update(task_id: str, status: TaskStatus) -> dict[str, Any]:
     }
 
 
-# Why the dead-letter consumer failed a task; redriving resets any failed task whose message it puts back.
-DEAD_LETTERED = "dead_lettered"
-
-
 def requeue_update(task_id: str, now: datetime) -> dict[str, Any]:
     """Put a task back to queued for a redrive of its dead-lettered message (an operator's explicit retry).
 

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract.errors import FieldIssue
+from contract import FieldIssue
 from inference_api.errors import invalid
 from inference_api.images import decode_image, encode_png
 from inference_api.networks import NetworkCatalog

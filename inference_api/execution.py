@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 
-from contract.errors import FieldIssue
+from contract import FieldIssue
 from inference_api.containment import is_out_of_memory, is_sticky_device_error, release_memory
 from inference_api.errors import (
     ClientGone,

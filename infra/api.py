@@ -18,7 +18,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from contract.layout import DEAD_LETTER_FOLDER
+from contract import DEAD_LETTER_FOLDER
 from infra import checkov, nag, naming
 from infra.config import DeploymentConfig, runtime_catalog, runtime_names
 from infra.lambda_bundle import LAMBDA_ARCHITECTURE, LambdaSources, lambda_code

@@ -18,8 +18,17 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from contract import STATUS_TTL_DAYS, QueueMessage, StatusRecord, TaskStatus, new_item, transition_update, utcnow
-from contract.status import NOTIFIED_ATTRIBUTE, notified_update
+from contract import (
+    NOTIFIED_ATTRIBUTE,
+    STATUS_TTL_DAYS,
+    QueueMessage,
+    StatusRecord,
+    TaskStatus,
+    new_item,
+    notified_update,
+    transition_update,
+    utcnow,
+)
 
 NOTIFIED_ATTR = NOTIFIED_ATTRIBUTE
 

@@ -16,9 +16,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from contract import ContractError, parse_queue_body, utcnow
-from contract.layout import dead_letter_prefix
-from contract.status import requeue_update
+from contract import ContractError, dead_letter_prefix, parse_queue_body, requeue_update, utcnow
 
 # How long a DLQ message received by a redrive stays invisible when it cannot be moved (it is not a task).
 _HOLD_SECONDS = 300

@@ -20,10 +20,21 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from contract import ContractError, ErrorInfo, Notification, QueueMessage, StatusRecord, TaskStatus, parse_queue_body
-from contract.layout import dead_letter_key
-from contract.messages import utcnow
-from contract.status import DEAD_LETTERED, NOTIFIED_ATTRIBUTE, notified_update, transition_update
+from contract import (
+    NOTIFIED_ATTRIBUTE,
+    ContractError,
+    ErrorCode,
+    ErrorInfo,
+    Notification,
+    QueueMessage,
+    StatusRecord,
+    TaskStatus,
+    dead_letter_key,
+    notified_update,
+    parse_queue_body,
+    transition_update,
+    utcnow,
+)
 from task_api import aws
 from task_api.observability import logger, tracer
 from task_api.settings import ConfigurationError
@@ -83,12 +94,12 @@ class DeadLetterConsumer:
         item = self.store.get(message.id)
         current = StatusRecord.model_validate(item) if item is not None else None
         error = ErrorInfo(
-            code=DEAD_LETTERED,
+            code=ErrorCode.DEAD_LETTERED,
             message=f"the task's message reached the dead-letter queue {queue_name} without the task finishing "
             "(its worker stopped, e.g. out of memory); an operator can retry it with `sdq redrive`",
         )
         if current is not None and current.status.terminal:
-            ours = current.error is not None and current.error.code == DEAD_LETTERED
+            ours = current.error is not None and current.error.code == ErrorCode.DEAD_LETTERED
             if not (ours and item is not None and item.get(NOTIFIED_ATTRIBUTE) is None):
                 logger.info("dead letter of a finished task; left alone", extra={"status": current.status.value})
                 return
