@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from contract.errors import FieldIssue
-from contract.limits import DEFAULT_LIMITS
+from contract import DEFAULT_LIMITS, FieldIssue
 from inference_api.errors import invalid
 from inference_api.http_schemas import Txt2ImgRequest
 from inference_api.samplers import SamplerChoice, UnknownName, choose
