@@ -85,6 +85,9 @@ def build_job(
         eta=req.eta,
     )
     job.loras, job.notes = resolve_loras([req.prompt, req.negative_prompt], networks)
+    if job.loras:  # as A1111 writes it
+        hashes = ", ".join(f"{lora.use.name}: {lora.short_hash}" for lora in job.loras)
+        job.infotext_extra["Lora hashes"] = f'"{hashes}"'
     if networks is not None:
         job.embeddings = mentioned(networks.embeddings, [req.prompt, req.negative_prompt])
     if isinstance(req, Img2ImgRequest):
@@ -121,7 +124,7 @@ def resolve_loras(texts: list[str], networks: NetworkCatalog | None) -> tuple[tu
         if found is None:
             notes.append(f"Networks not found: {use.name}")
             continue
-        resolved.append(ResolvedLora(use, found.path))
+        resolved.append(ResolvedLora(use, found.path, networks.short_hash(found) if networks else ""))
     return tuple(resolved), notes
 
 

@@ -33,6 +33,7 @@ class ResolvedLora:
 
     use: LoraUse
     path: Path
+    short_hash: str = ""
 
     @property
     def key(self) -> tuple[str, float, float]:

@@ -71,6 +71,20 @@ def lora_uses(texts: list[str]) -> tuple[list[LoraUse], list[str]]:
     return [LoraUse(name, te, unet) for name, (te, unet) in sorted(weights.items())], notes
 
 
+def tensor_data_sha256(path: Path) -> str:
+    """sha256 of a safetensors file's bytes after its header (what A1111 and kohya call the addnet hash)."""
+    import hashlib
+    import struct
+
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        (length,) = struct.unpack("<Q", fh.read(8))
+        fh.seek(8 + length)
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _scan(folder: Path) -> list[NetworkFile]:
     found: list[NetworkFile] = []
     if not folder.is_dir():
@@ -94,6 +108,7 @@ class NetworkCatalog:
         self.root = root
         self._lock = threading.Lock()
         self._files: dict[str, dict[str, NetworkFile]] = {}
+        self._hashes: dict[tuple[str, float], str] = {}
 
     def refresh(self) -> None:
         found = {kind: {f.name.lower(): f for f in _scan(self.root / kind)} for kind in _KINDS}
@@ -133,6 +148,18 @@ class NetworkCatalog:
     @property
     def motion_modules(self) -> list[NetworkFile]:
         return self._list(MOTION_DIR)
+
+    def short_hash(self, file: NetworkFile) -> str:
+        """A1111's short hash of a network file: the first 12 hex digits of the sha256 of the tensor data
+        (the "addnet" hash of a safetensors file, without its header). Cached per file and mtime."""
+        key = (str(file.path), file.path.stat().st_mtime)
+        with self._lock:
+            known = self._hashes.get(key)
+        if known is None:
+            known = tensor_data_sha256(file.path)[:12]
+            with self._lock:
+                self._hashes[key] = known
+        return known
 
     def find_lora(self, name: str) -> NetworkFile | None:
         return self._find(LORA_DIR, name)

@@ -4,6 +4,7 @@ fixed seeds, comparing images."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,8 @@ def test_lora_weight_zero_is_none_and_one_changes_the_image(server: RunningServe
     plain = image(server)
     assert np.array_equal(image(server, prompt="a photo of a cat <lora:tiny-lora:0>"), plain)
     with_lora = image(server, prompt="a photo of a cat <lora:tiny-lora:1>")
+    infotext = json.loads(generate(server, prompt="a photo of a cat <lora:tiny-lora:1>")["info"])["infotexts"][0]
+    assert re.search(r'Lora hashes: "tiny-lora: [0-9a-f]{12}"', infotext)
     assert not np.array_equal(with_lora, plain)
     assert not np.array_equal(image(server, prompt="a photo of a cat <lora:tiny-lora:0.5>"), with_lora)
     assert np.array_equal(image(server), plain)  # the base weights are back exactly
