@@ -28,7 +28,7 @@ from contract.limits import DEFAULT_LIMITS, SNS_MAX_MESSAGE_BYTES, Limits
 from contract.messages import QueueMessage, legacy_request, parse_queue_body, to_queue_message, utcnow
 from contract.notification import ErrorInfo, Notification, notification_status, sns_message_size
 from contract.refs import RefError, RefKind, check_https_url, is_public_address, parse_image_ref
-from contract.request import ID_PATTERN, TaskRequest, content_issues, parse_request
+from contract.request import ID_PATTERN, TaskRequest, content_issues, parse_request, refused_override_keys
 from contract.status import (
     NOTIFIED_ATTRIBUTE,
     STATUS_TTL_DAYS,
@@ -87,6 +87,7 @@ __all__ = [
     "parse_legacy_request",
     "parse_queue_body",
     "parse_request",
+    "refused_override_keys",
     "requeue_update",
     "s3_uri",
     "set_at",

@@ -11,7 +11,17 @@ import re
 import uuid
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from contract.budget import budget_issues, context_issues, notification_issues
@@ -58,10 +68,41 @@ class TaskMetadata(BaseModel):
         return _check_prefix(value)
 
 
+# The AUTOMATIC1111 options a task may override for itself (models, VAE, clip skip, sampler noise knobs). Every
+# other option (paths, output settings, the API's own switches, URL fetching...) is the operator's, not a task's;
+# and the runtime always restores the options after the task (override_settings_restore_afterwards is forced).
+OVERRIDE_SETTINGS_KEYS = frozenset(
+    {
+        "sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers", "eta_noise_seed_delta", "eta_ancestral",
+        "eta_ddim", "randn_source", "always_discard_next_to_last_sigma", "s_churn", "s_tmin", "s_tmax", "s_noise",
+        "sigma_min", "sigma_max", "rho", "img2img_fix_steps", "token_merging_ratio", "token_merging_ratio_hr",
+        "sd_vae_overrides_per_model_preferences",
+    }
+)  # fmt: skip
+
+
+def refused_override_keys(overrides: Any) -> list[str]:
+    """The keys of an ``override_settings`` object that a task may not set, sorted."""
+    if not isinstance(overrides, dict):
+        return []
+    return sorted(str(k) for k in overrides if k not in OVERRIDE_SETTINGS_KEYS)
+
+
 class OverrideSettings(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     sd_model_checkpoint: StrictStr | None = Field(default=None, max_length=512)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _allowed_keys(cls, value: Any) -> Any:
+        if refused := refused_override_keys(value):
+            raise PydanticCustomError(
+                "allowed_keys",
+                "options a task may not override: {refused} (allowed: {allowed})",
+                {"refused": ", ".join(refused), "allowed": ", ".join(sorted(OVERRIDE_SETTINGS_KEYS))},
+            )
+        return value
 
 
 class GenerationContent(BaseModel):

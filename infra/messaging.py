@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
@@ -38,17 +38,25 @@ class Messaging(Construct):
             removal_policy=RemovalPolicy.DESTROY,
         )
         # SNS decrypts what publishers wrote and encrypts again for encrypted SQS subscribers; CloudWatch
-        # publishes alarm notifications to the (encrypted) alarm topic.
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                principals=[
-                    iam.ServicePrincipal("sns.amazonaws.com"),
-                    iam.ServicePrincipal("cloudwatch.amazonaws.com"),
-                ],
-                resources=["*"],  # a key policy's resource is always the key itself
+        # publishes alarm notifications to the (encrypted) alarm topic. Each service may use the key only on behalf
+        # of this account's own resources (no confused deputy): this stack's topics, this account's alarms.
+        here = Stack.of(self)
+        for service, source_arn in (
+            ("sns", f"arn:{here.partition}:sns:{here.region}:{here.account}:{stack}-*"),
+            ("cloudwatch", f"arn:{here.partition}:cloudwatch:{here.region}:{here.account}:alarm:*"),
+        ):
+            self.key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid=f"{service.capitalize()}UsesTopicKey",
+                    actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                    principals=[iam.ServicePrincipal(f"{service}.amazonaws.com")],
+                    resources=["*"],  # a key policy's resource is always the key itself
+                    conditions={
+                        "StringEquals": {"aws:SourceAccount": here.account},
+                        "ArnLike": {"aws:SourceArn": source_arn},
+                    },
+                )
             )
-        )
         # Queues get their own key: SNS's grant on a queue key names the topic, and a topic encrypted with that
         # same key would make the key and the topic depend on each other.
         self.queue_key: kms.Key | None = None

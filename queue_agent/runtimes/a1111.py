@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from contract import ErrorCode, QueueMessage, TaskType, set_at
+from contract import ErrorCode, QueueMessage, TaskType, refused_override_keys, set_at
 from queue_agent.errors import PermanentError
 from queue_agent.job import PreparedTask, RuntimeOutput, RuntimeResult
 from queue_agent.runtimes.base import (
@@ -98,7 +98,7 @@ class A1111Runtime:
             raise PermanentError(
                 f"tasktype {message.tasktype} needs a comfyui runtime", code=ErrorCode.UNSUPPORTED_TASKTYPE
             )
-        return PreparedTask(message, inline_body(message.content, inputs))
+        return PreparedTask(message, inline_body(_guarded_content(message), inputs))
 
     async def run(self, task: PreparedTask, on_dispatch: OnDispatch | None = None) -> RuntimeOutput:
         message = task.message
@@ -170,6 +170,20 @@ def _result(tasktype: TaskType, body: Any) -> RuntimeResult:
         except ValueError:
             pass
     return RuntimeResult(artifacts=artifacts, document=document)
+
+
+def _guarded_content(message: QueueMessage) -> dict[str, Any]:
+    """A generation task's content with its option overrides checked and always restored after it: no task
+    changes the runtime's settings for the tasks after it (whatever published the message)."""
+    content = message.content
+    if message.tasktype not in (TaskType.TEXT_TO_IMAGE, TaskType.IMAGE_TO_IMAGE):
+        return content
+    if refused := refused_override_keys(content.get("override_settings")):
+        raise PermanentError(
+            f"task.content.override_settings: options a task may not override: {', '.join(refused)}",
+            code=ErrorCode.INPUT_REFUSED,
+        )
+    return {**content, "override_settings_restore_afterwards": True}
 
 
 def inline_body(content: dict[str, Any], inputs: dict[InputPath, bytes]) -> bytes:

@@ -102,6 +102,19 @@ def test_topics_are_named_encrypted_and_tls_only(any_synth: Synth) -> None:
         for principal in as_list(s.get("Principal", {}).get("Service", []))
     }
     assert services == {"sns.amazonaws.com", "cloudwatch.amazonaws.com"}
+    # Each only for this account's own resources (no confused deputy): this stack's topics, this account's alarms.
+    for s in statements(key["KeyPolicy"]):
+        service = s.get("Principal", {}).get("Service")
+        if service is None:
+            continue
+        condition = s["Condition"]
+        assert condition["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+        source_arn = json.dumps(condition["ArnLike"]["aws:SourceArn"])
+        assert "AWS::AccountId" in source_arn and "AWS::Region" in source_arn
+        if service == "sns.amazonaws.com":
+            assert ":sns:" in source_arn and f"{stack}-*" in source_arn
+        else:
+            assert ":cloudwatch:" in source_arn and ":alarm:*" in source_arn
 
 
 def test_one_queue_and_dlq_per_runtime(any_synth: Synth) -> None:
