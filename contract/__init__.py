@@ -38,8 +38,20 @@ from contract.status import (
     notified_update,
     requeue_update,
     transition_update,
+    webhook_update,
 )
 from contract.tasks import RUNTIME_TASKTYPES, TaskStatus, TaskType
+from contract.webhooks import (
+    Priority,
+    WebhookEvent,
+    WebhookRecord,
+    WebhookTarget,
+    new_secret,
+    secret_from_stored,
+    sign,
+    verify,
+    vet_webhook_url,
+)
 
 __all__ = [
     "DEAD_LETTER_FOLDER",
@@ -57,6 +69,7 @@ __all__ = [
     "LegacyRequest",
     "Limits",
     "Notification",
+    "Priority",
     "QueueMessage",
     "RefError",
     "RefKind",
@@ -64,6 +77,9 @@ __all__ = [
     "TaskRequest",
     "TaskStatus",
     "TaskType",
+    "WebhookEvent",
+    "WebhookRecord",
+    "WebhookTarget",
     "cancel_request_update",
     "check_https_url",
     "content_issues",
@@ -78,6 +94,7 @@ __all__ = [
     "iter_image_fields",
     "legacy_request",
     "new_item",
+    "new_secret",
     "notification_key",
     "notification_status",
     "notified_update",
@@ -90,10 +107,15 @@ __all__ = [
     "refused_override_keys",
     "requeue_update",
     "s3_uri",
+    "secret_from_stored",
     "set_at",
+    "sign",
     "sns_message_size",
     "split_s3_uri",
     "to_queue_message",
     "transition_update",
     "utcnow",
+    "verify",
+    "vet_webhook_url",
+    "webhook_update",
 ]

@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     REJECTED = "rejected"
     INTERNAL = "internal"
     TIMEOUT = "timeout"
+    EXPIRED = "expired"
     INVALID_MESSAGE = "invalid_message"
     WRONG_RUNTIME = "wrong_runtime"
     UNSUPPORTED_TASKTYPE = "unsupported_tasktype"

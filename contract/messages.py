@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -19,6 +19,7 @@ from contract.errors import ContractError
 from contract.legacy import LEGACY_RUNTIME, LegacyTask, legacy_task_from_message
 from contract.request import ID_PATTERN, TaskRequest, parse_request
 from contract.tasks import TaskType
+from contract.webhooks import Priority, WebhookTarget
 
 SCHEMA_VERSION: Literal["1"] = "1"
 
@@ -43,6 +44,13 @@ class QueueMessage(BaseModel):
     checkpoint: str | None = None
     # Random per accepted submission (see StatusRecord.nonce); "" for messages published outside the API.
     nonce: str = ""
+    webhook: WebhookTarget | None = None
+    # submitted_at + ttl_seconds: not started by then, the task ends ``expired`` without running.
+    expires_at: datetime | None = None
+    priority: Priority = Priority.NORMAL
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and (now or utcnow()) >= self.expires_at
 
     @property
     def sd_model_checkpoint(self) -> str | None:
@@ -55,7 +63,10 @@ class QueueMessage(BaseModel):
 
     def message_attributes(self) -> dict[str, dict[str, str]]:
         """SNS message attributes the per-runtime subscriptions filter on."""
-        attrs = {"runtime": {"DataType": "String", "StringValue": self.runtime}}
+        attrs = {
+            "runtime": {"DataType": "String", "StringValue": self.runtime},
+            "priority": {"DataType": "String", "StringValue": self.priority.value},
+        }
         if (model := self.sd_model_checkpoint) is not None:
             attrs["sd_model_checkpoint"] = {"DataType": "String", "StringValue": model}
         return attrs
@@ -71,6 +82,14 @@ def fingerprint(request: TaskRequest) -> str:
         "context": task.metadata.context,
         "content": task.content,
     }
+    # Only when set, so that a request without them keeps the fingerprint it always had.
+    meta = task.metadata
+    if meta.webhook is not None:
+        canonical["webhook"] = meta.webhook.model_dump(mode="json")
+    if meta.ttl_seconds is not None:
+        canonical["ttl_seconds"] = meta.ttl_seconds
+    if meta.priority is not Priority.NORMAL:
+        canonical["priority"] = meta.priority.value
     blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str).encode()
     return hashlib.sha256(blob).hexdigest()
 
@@ -81,6 +100,7 @@ def to_queue_message(
     meta = request.task.metadata
     if meta.id is None:
         raise ValueError("request has no id; parse it with parse_request first")
+    submitted = submitted_at or utcnow()
     return QueueMessage(
         id=meta.id,
         runtime=meta.runtime,
@@ -88,10 +108,13 @@ def to_queue_message(
         prefix=meta.prefix,
         context=meta.context,
         content=request.task.content,
-        submitted_at=submitted_at or utcnow(),
+        submitted_at=submitted,
         fingerprint=fingerprint(request),
         checkpoint=checkpoint,
         nonce=nonce,
+        webhook=meta.webhook,
+        expires_at=submitted + timedelta(seconds=meta.ttl_seconds) if meta.ttl_seconds else None,
+        priority=meta.priority,
     )
 
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contract.tasks import TaskStatus
 
-TerminalStatus = Literal["completed", "failed", "cancelled"]
+TerminalStatus = Literal["completed", "failed", "cancelled", "expired"]
 SLIM_ERROR_CHARS = 1_000
 
 

@@ -30,6 +30,7 @@ from contract.images import iter_image_fields
 from contract.limits import DEFAULT_LIMITS, Limits
 from contract.refs import RefError, parse_image_ref
 from contract.tasks import TaskType
+from contract.webhooks import MAX_TTL_SECONDS, Priority, WebhookTarget
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 RUNTIME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -61,11 +62,20 @@ class TaskMetadata(BaseModel):
     tasktype: TaskType
     prefix: StrictStr = "output"
     context: Any = None
+    # Ours (see contract.webhooks): a signed POST per event, a start-by deadline, the queue to take.
+    webhook: WebhookTarget | None = None
+    ttl_seconds: Annotated[StrictInt, Field(ge=1, le=MAX_TTL_SECONDS)] | None = None
+    priority: Priority = Priority.NORMAL
 
     @field_validator("prefix")
     @classmethod
     def _prefix_is_safe(cls, value: str) -> str:
         return _check_prefix(value)
+
+    @field_validator("webhook", mode="before")
+    @classmethod
+    def _webhook_url_alone(cls, value: Any) -> Any:
+        return WebhookTarget.coerce(value)
 
 
 # The AUTOMATIC1111 options a task may override for itself (models, VAE, clip skip, sampler noise knobs). Every

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contract.notification import ErrorInfo
 from contract.tasks import ALLOWED_PREDECESSORS, TaskStatus
+from contract.webhooks import WebhookRecord
 
 STATUS_TTL_DAYS = 30
 
@@ -43,6 +44,22 @@ class StatusRecord(BaseModel):
     # The API key id (API Gateway's requestContext.identity.apiKeyId) that submitted the task; only that
     # key sees or cancels it. None for records created before ownership, or outside the API.
     owner: str | None = None
+    priority: str = "normal"
+    # When a task that has not started by then expires (submission + ttl_seconds).
+    expires_at: datetime | None = None
+    # Deliveries to the task's webhook, if it has one: how many attempts, the last answer.
+    webhook: WebhookRecord | None = None
+
+
+def webhook_update(task_id: str, record: WebhookRecord) -> dict[str, Any]:
+    """Record the webhook deliveries of a task (whatever its status: they come after the terminal write)."""
+    return {
+        "Key": {"id": task_id},
+        "UpdateExpression": "SET #w = :w",
+        "ConditionExpression": "attribute_exists(id)",
+        "ExpressionAttributeNames": {"#w": "webhook"},
+        "ExpressionAttributeValues": {":w": record.model_dump(mode="json")},
+    }
 
 
 def _iso(ts: datetime) -> str:

@@ -19,13 +19,15 @@ class TaskStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Not started within the task's ttl_seconds: it never ran.
+    EXPIRED = "expired"
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL_STATUSES
 
 
-TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED})
 
 # Which states a record may move from into each target state. Terminal states have no way out.
 ALLOWED_PREDECESSORS: dict[TaskStatus, frozenset[TaskStatus]] = {
@@ -34,6 +36,8 @@ ALLOWED_PREDECESSORS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.COMPLETED: frozenset({TaskStatus.QUEUED, TaskStatus.RUNNING}),
     TaskStatus.FAILED: frozenset({TaskStatus.QUEUED, TaskStatus.RUNNING}),
     TaskStatus.CANCELLED: frozenset({TaskStatus.QUEUED, TaskStatus.RUNNING}),
+    # A task expires only before it starts: once running, it finishes.
+    TaskStatus.EXPIRED: frozenset({TaskStatus.QUEUED}),
 }
 
 

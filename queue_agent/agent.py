@@ -9,7 +9,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from contract import DEFAULT_LIMITS
+import aioboto3
+
+from contract import DEFAULT_LIMITS, secret_from_stored
 from queue_agent.aws import open_clients
 from queue_agent.context import AgentContext
 from queue_agent.fetch import HttpsFetcher
@@ -25,9 +27,10 @@ from queue_agent.runtimes import build_runtime
 from queue_agent.runtimes.base import Runtime
 from queue_agent.server import StatusServer
 from queue_agent.settings import Settings
-from queue_agent.sqs import TaskQueue
+from queue_agent.sqs import PriorityQueues, TaskQueue
 from queue_agent.store import DynamoStatusStore, NullStatusStore, StatusStore
 from queue_agent.tracing import Tracer
+from queue_agent.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +81,12 @@ async def run_agent(
     runtime = overrides.runtime or build_runtime(settings)
     try:
         async with open_clients(settings.receive_wait, overrides.session) as aws:
-            queue = TaskQueue(aws.sqs, settings.queue_url)
+            queue = (
+                PriorityQueues(aws.sqs, settings.queue_url, settings.high_queue_url,
+                               normal_share=settings.normal_queue_share)
+                if settings.high_queue_url
+                else TaskQueue(aws.sqs, settings.queue_url)
+            )
             try:
                 info = await queue.info()
             except Exception as exc:
@@ -119,6 +127,16 @@ async def run_agent(
                 tracer=Tracer(enabled=not settings.disable_xray, service=f"queue-agent-{settings.runtime_name}"),
                 health=health,
             )
+            secret = await _webhook_secret(settings, overrides.session)
+            if secret is not None:
+                ctx.webhooks = WebhookSender(
+                    secret,
+                    store.record_webhook,
+                    attempts=settings.webhook_attempts,
+                    timeout=settings.webhook_timeout,
+                    backoff=settings.webhook_backoff,
+                    allow_loopback=settings.webhook_allow_loopback,
+                )
             log.info("waiting for the runtime", extra={"url": settings.api_base_url})
             try:
                 await _unless_stopped(runtime.wait_ready(settings.runtime_ready_timeout), stop)
@@ -136,7 +154,25 @@ async def run_agent(
             log.info("runtime ready; receiving", extra={"runtime": settings.runtime_type.value})
             if on_ready is not None:
                 on_ready(ctx)
-            return await Pipeline(ctx).run(stop, abort)
+            code = await Pipeline(ctx).run(stop, abort)
+            if ctx.webhooks is not None:
+                await ctx.webhooks.drain(WEBHOOK_DRAIN_SECONDS)
+            return code
     finally:
         await runtime.aclose()
         await server.stop()
+
+
+# At shutdown, webhook deliveries still retrying get this long before they are abandoned.
+WEBHOOK_DRAIN_SECONDS = 10.0
+
+
+async def _webhook_secret(settings: Settings, session: Any) -> str | None:
+    """The stack's ``whsec_`` secret: from WEBHOOK_SECRET, else read once from Secrets Manager."""
+    if settings.webhook_secret:
+        return secret_from_stored(settings.webhook_secret)
+    if not settings.webhook_secret_arn:
+        return None
+    async with (session or aioboto3.Session()).client("secretsmanager") as client:
+        value = await client.get_secret_value(SecretId=settings.webhook_secret_arn)
+    return secret_from_stored(str(value["SecretString"]))

@@ -16,6 +16,7 @@ from queue_agent.settings import Settings
 from queue_agent.sqs import QueueInfo, TaskQueue
 from queue_agent.store import StatusStore
 from queue_agent.tracing import Tracer
+from queue_agent.webhooks import WebhookSender
 
 
 @dataclass
@@ -33,3 +34,5 @@ class AgentContext:
     metrics: Metrics
     tracer: Tracer
     health: Health
+    # None when no webhook secret is configured: tasks asking for a webhook get none (a warning says so).
+    webhooks: WebhookSender | None = None

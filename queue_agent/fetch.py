@@ -63,7 +63,7 @@ class HttpsFetcher:
             async with httpx.AsyncClient(verify=self.verify, follow_redirects=False, trust_env=False) as client:
                 request = client.build_request(
                     "GET",
-                    _pinned_url(url, ip),
+                    pinned_url(url, ip),
                     headers={
                         "Host": host if port == 443 else f"{host}:{port}",
                         "Accept": "image/*, */*",
@@ -143,7 +143,7 @@ def _check_status(status: int, host: str) -> None:
     raise InputRefused(f"input host {host} answered {status}")
 
 
-def _pinned_url(url: str, ip: str) -> str:
+def pinned_url(url: str, ip: str) -> str:
     parts = urlsplit(url)
     literal = f"[{ip}]" if isinstance(ipaddress.ip_address(ip), ipaddress.IPv6Address) else ip
     netloc = literal if parts.port is None else f"{literal}:{parts.port}"

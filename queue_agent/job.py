@@ -103,6 +103,8 @@ class Disposition(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Not started within its ttl_seconds: never runs, ends expired.
+    EXPIRED = "expired"
     # Already terminal from an earlier delivery: announce again if needed, delete, never re-run.
     ALREADY_DONE = "already_done"
     # Transient failure, retries exhausted: leave the message to SQS redelivery.

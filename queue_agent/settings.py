@@ -122,6 +122,24 @@ class Settings(BaseModel):
     comfyui_output_dir: Annotated[str | None, BeforeValidator(_blank_is_none)] = Field(
         alias="COMFYUI_OUTPUT_DIR", default=None
     )
+    # The runtime's high-priority queue, read before SQS_QUEUE_URL; unset: one queue.
+    high_queue_url: Annotated[str | None, BeforeValidator(_blank_is_none)] = Field(
+        alias="SQS_HIGH_QUEUE_URL", default=None
+    )
+    # Share of receives that look at the normal queue first, so that it is never starved.
+    normal_queue_share: float = Field(alias="NORMAL_QUEUE_SHARE", default=0.1, ge=0, le=1)
+    # Webhooks: the stack's whsec_ secret (locally) or the Secrets Manager secret holding it (deployed).
+    webhook_secret: Annotated[str | None, BeforeValidator(_blank_is_none)] = Field(
+        alias="WEBHOOK_SECRET", default=None, repr=False
+    )
+    webhook_secret_arn: Annotated[str | None, BeforeValidator(_blank_is_none)] = Field(
+        alias="WEBHOOK_SECRET_ARN", default=None
+    )
+    # Plain http to loopback webhook targets: the local stack only.
+    webhook_allow_loopback: EnvBool = Field(alias="WEBHOOK_ALLOW_LOOPBACK", default=False)
+    webhook_attempts: int = Field(alias="WEBHOOK_ATTEMPTS", default=5, ge=1, le=20)
+    webhook_timeout: float = Field(alias="WEBHOOK_TIMEOUT_SECONDS", default=10.0, gt=0)
+    webhook_backoff: float = Field(alias="WEBHOOK_BACKOFF_SECONDS", default=1.0, ge=0)
 
     @field_validator("log_level")
     @classmethod
@@ -131,7 +149,7 @@ class Settings(BaseModel):
             raise ValueError(f"unknown log level {value!r}; use DEBUG, INFO, WARNING or ERROR")
         return level
 
-    @field_validator("queue_url", "api_base_url")
+    @field_validator("queue_url", "api_base_url", "high_queue_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):

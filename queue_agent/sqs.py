@@ -102,3 +102,56 @@ class TaskQueue:
 def _stale(exc: ClientError) -> bool:
     code = exc.response.get("Error", {}).get("Code", "")
     return code in _STALE_RECEIPT or code.endswith("ReceiptHandleIsInvalid") or code.endswith("MessageNotInflight")
+
+
+class PriorityQueues(TaskQueue):
+    """A runtime's high-priority queue and its normal one, used as one queue.
+
+    Every receive looks at the high queue first (without waiting) and takes the normal queue only when the
+    high one is empty, except one receive in ``1 / normal_share``, which looks at the normal queue first, so
+    that a flood of high-priority tasks never starves the normal ones for ever. While both are empty the
+    normal queue is long-polled for at most ``high_poll`` seconds at a time, so that a high-priority task
+    waits no longer than that for an idle agent. Receipts remember their queue for the later calls.
+    """
+
+    def __init__(self, sqs: Any, url: str, high_url: str, *, normal_share: float, high_poll: int = 1) -> None:
+        super().__init__(sqs, url)
+        self.normal = TaskQueue(sqs, url)
+        self.high = TaskQueue(sqs, high_url)
+        self._every = max(1, round(1 / normal_share)) if normal_share > 0 else 0
+        self._high_poll = high_poll
+        self._receives = 0
+        self._owner: dict[str, TaskQueue] = {}
+
+    async def receive(self, max_messages: int, wait_seconds: int, visibility_timeout: int) -> list[Delivery]:
+        self._receives += 1
+        normal_first = self._every and self._receives % self._every == 0
+        order = (self.normal, self.high) if normal_first else (self.high, self.normal)
+        for queue in order:
+            # Only the last look waits: the first one must not hold a message of the other queue back.
+            wait = min(wait_seconds, self._high_poll) if queue is order[-1] else 0
+            deliveries = await queue.receive(max_messages, wait, visibility_timeout)
+            if deliveries:
+                for delivery in deliveries:
+                    self._owner[delivery.receipt_handle] = queue
+                return deliveries
+        return []
+
+    def _queue_of(self, receipt: str) -> TaskQueue:
+        return self._owner.get(receipt, self.normal)
+
+    async def extend(self, receipts: list[str], seconds: int) -> set[str]:
+        lost: set[str] = set()
+        for queue in (self.high, self.normal):
+            mine = [r for r in receipts if self._queue_of(r) is queue]
+            if mine:
+                lost |= await queue.extend(mine, seconds)
+        return lost
+
+    async def set_visibility(self, receipt: str, seconds: int) -> bool:
+        # Handed back: the next receive of it comes with a new receipt.
+        return await self._owner.pop(receipt, self.normal).set_visibility(receipt, seconds)
+
+    async def delete(self, receipt: str) -> bool:
+        queue = self._owner.pop(receipt, self.normal)
+        return await queue.delete(receipt)

@@ -24,10 +24,12 @@ from contract import (
     QueueMessage,
     StatusRecord,
     TaskStatus,
+    WebhookRecord,
     new_item,
     notified_update,
     transition_update,
     utcnow,
+    webhook_update,
 )
 
 NOTIFIED_ATTR = NOTIFIED_ATTRIBUTE
@@ -71,6 +73,8 @@ class StatusStore(Protocol):
     ) -> bool: ...
 
     async def mark_notified(self, task_id: str, status: TaskStatus) -> bool: ...
+
+    async def record_webhook(self, task_id: str, record: WebhookRecord) -> None: ...
 
 
 def _conditional_failed(exc: ClientError) -> bool:
@@ -132,6 +136,13 @@ class DynamoStatusStore:
             raise
         return True
 
+    async def record_webhook(self, task_id: str, record: WebhookRecord) -> None:
+        try:
+            await self._table.update_item(**webhook_update(task_id, record))
+        except ClientError as exc:
+            if not _conditional_failed(exc):  # no record (expired by its TTL): nothing to note it on
+                raise
+
 
 class NullStatusStore:
     """No status table: nothing is recorded and every transition is allowed."""
@@ -149,3 +160,6 @@ class NullStatusStore:
 
     async def mark_notified(self, task_id: str, status: TaskStatus) -> bool:
         return True
+
+    async def record_webhook(self, task_id: str, record: WebhookRecord) -> None:
+        return None

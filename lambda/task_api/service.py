@@ -41,6 +41,7 @@ from contract import (
     to_queue_message,
     transition_update,
     utcnow,
+    vet_webhook_url,
 )
 from task_api import aws
 from task_api.errors import ApiError, from_aws_error, unavailable
@@ -151,9 +152,19 @@ class TaskService:
             request = parse_request(body, runtimes=self.settings.runtimes)
         except RecursionError:
             raise ContractError.single("(body)", "max_depth", "JSON is nested too deeply") from None
-        self._check_runtime_type(
-            request.task.metadata.runtime, request.task.metadata.tasktype, "task.metadata.tasktype"
-        )
+        meta = request.task.metadata
+        self._check_runtime_type(meta.runtime, meta.tasktype, "task.metadata.tasktype")
+        if meta.webhook is not None:
+            try:
+                vet_webhook_url(meta.webhook.url, allow_loopback=self.settings.webhook_allow_loopback)
+            except RefError as exc:
+                raise ContractError.single("task.metadata.webhook.url", exc.rule, str(exc)) from None
+        if meta.ttl_seconds is None and (info := self.settings.catalog.get(meta.runtime)) and info.default_ttl_seconds:
+            request = request.model_copy(
+                update={"task": request.task.model_copy(
+                    update={"metadata": meta.model_copy(update={"ttl_seconds": info.default_ttl_seconds})}
+                )}
+            )
         return self._accept(to_queue_message(request, submitted_at=self.now(), nonce=_nonce()), owner)
 
     def submit_legacy(self, body: bytes, owner: str | None = None) -> Submitted:
@@ -221,6 +232,8 @@ class TaskService:
             fingerprint=message.fingerprint,
             nonce=message.nonce,
             owner=owner,
+            priority=message.priority.value,
+            expires_at=message.expires_at,
         )
         expires_at = int((now + timedelta(days=self.settings.status_ttl_days)).timestamp())
         if not self._create(new_item(record, ttl_epoch=expires_at)):
@@ -420,6 +433,7 @@ _SNS_TEXT_RE = re.compile("^[\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ff
 # Where each attribute's value comes from in the request, to name it in an error.
 _ATTRIBUTE_FIELDS = {
     "runtime": "task.metadata.runtime",
+    "priority": "task.metadata.priority",
     "sd_model_checkpoint": "task.content.override_settings.sd_model_checkpoint",
 }
 

@@ -25,6 +25,8 @@ class RuntimeInfo:
     type: str | None = None  # sdwebui, diffusers or comfyui; None: unknown, nothing is refused for it
     model_filename: str | None = None
     dynamic_model: bool = False
+    # Applied to tasks that give no ttl_seconds of their own (config.yaml's modelsRuntime[].ttlSeconds).
+    default_ttl_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class Settings:
     presign_expires_seconds: int = DEFAULT_PRESIGN_EXPIRES_SECONDS
     # Per runtime, in configuration order: its type and model (v1alpha1 tasks are routed on the model).
     catalog: dict[str, RuntimeInfo] = field(default_factory=dict)
+    # Webhook targets on loopback over plain http: only the local stack sets this.
+    webhook_allow_loopback: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -52,6 +56,7 @@ class Settings:
             runtimes=names or frozenset(catalog),
             catalog=catalog,
             input_buckets=_csv(env.get("INPUT_BUCKETS", "")),
+            webhook_allow_loopback=env.get("WEBHOOK_ALLOW_LOOPBACK", "").lower() in ("1", "true", "yes"),
             status_ttl_days=_int(env, "STATUS_TTL_DAYS", STATUS_TTL_DAYS, 1, 3650),
             presign_expires_seconds=_int(
                 env, "PRESIGN_EXPIRES_SECONDS", DEFAULT_PRESIGN_EXPIRES_SECONDS, 1, MAX_PRESIGN_EXPIRES_SECONDS
@@ -107,6 +112,7 @@ def _catalog(env: Mapping[str, str]) -> dict[str, RuntimeInfo]:
                 type=spec.get("type"),
                 model_filename=spec.get("modelFilename"),
                 dynamic_model=bool(spec.get("dynamicModel", False)),
+                default_ttl_seconds=int(spec["ttlSeconds"]) if spec.get("ttlSeconds") else None,
             )
             for name, spec in data.items()
         }

@@ -27,7 +27,15 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from contract import ErrorCode, ErrorInfo, Notification, TaskStatus, notification_status, output_location
+from contract import (
+    ErrorCode,
+    ErrorInfo,
+    Notification,
+    TaskStatus,
+    notification_status,
+    output_location,
+)
+from queue_agent import webhooks
 from queue_agent.context import AgentContext
 from queue_agent.errors import JobError, PermanentError, TransientError
 from queue_agent.job import Disposition, Ended, Job, Outcome, Span, StoredResult
@@ -88,6 +96,7 @@ class Finisher:
             Disposition.COMPLETED: self._completed,
             Disposition.FAILED: self._failed,
             Disposition.CANCELLED: self._cancelled,
+            Disposition.EXPIRED: self._expired,
             Disposition.ALREADY_DONE: self._already_done,
             Disposition.RETRY_LATER: self._retry_later,
             Disposition.RETURN: self._return,
@@ -123,6 +132,12 @@ class Finisher:
         await self._settle(job, outcome, TaskStatus.CANCELLED)
         await self._delete(job)
         return Disposition.CANCELLED
+
+    async def _expired(self, job: Job, outcome: Outcome) -> Disposition:
+        error = PermanentError("the task did not start within its ttl_seconds", code=ErrorCode.EXPIRED)
+        await self._settle(job, outcome, TaskStatus.EXPIRED, error=error)
+        await self._delete(job)
+        return Disposition.EXPIRED
 
     async def _already_done(self, job: Job, outcome: Outcome) -> Disposition:
         # Found through .out, the record may still say running (a crash after the upload): complete it.
@@ -243,6 +258,8 @@ class Finisher:
             await ctx.notifier.publish(notification, prefix=message.prefix if message else "output")
         if message is not None:
             await ctx.store.mark_notified(task_id=job.task_id, status=status)
+            if message.webhook is not None:
+                webhooks.send(ctx.webhooks, job.task_id, status.value, message.webhook, notification.model_dump_json())
         log.info("announced", extra={"status": status.value})
 
 

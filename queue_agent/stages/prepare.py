@@ -31,8 +31,14 @@ async def prepare(ctx: AgentContext, job: Job) -> PreparedTask | Outcome:
         return Outcome(Disposition.FAILED, error=PermanentError(wrong, code=ErrorCode.WRONG_RUNTIME))
     try:
         decided = await _earlier_outcome(ctx, job)
-        if decided is not None:
+        if isinstance(decided, Outcome):
             return decided
+        if decided is TaskStatus.RUNNING and message.expires_at is not None:
+            # An earlier delivery started it (then died): a started task is never expired, it finishes.
+            message = message.model_copy(update={"expires_at": None})
+        elif message.expired():
+            log.info("task did not start within its ttl_seconds; it will not run")
+            return Outcome(Disposition.EXPIRED)
         inputs = await ctx.retry.run(lambda: ctx.inputs.resolve(message), "inputs", ctx.metrics.retries.inc)
         return await ctx.retry.run(
             lambda: ctx.runtime.prepare(message, inputs), "runtime prepare", ctx.metrics.retries.inc
@@ -48,8 +54,9 @@ async def prepare(ctx: AgentContext, job: Job) -> PreparedTask | Outcome:
         return Outcome(Disposition.RETRY_LATER, error=TransientError(str(error), code=error.code))
 
 
-async def _earlier_outcome(ctx: AgentContext, job: Job) -> Outcome | None:
-    """What an earlier delivery (or a cancel) already decided for this task, if anything."""
+async def _earlier_outcome(ctx: AgentContext, job: Job) -> Outcome | TaskStatus | None:
+    """What an earlier delivery (or a cancel) already decided for this task, if anything; else the record's
+    status (None: no record yet)."""
     message = job.message
     assert message is not None
     with ctx.tracer.span(job.trace, "dynamodb", operation="get"):
@@ -68,4 +75,4 @@ async def _earlier_outcome(ctx: AgentContext, job: Job) -> Outcome | None:
     if stored is not None:
         log.info("task result already stored by an earlier delivery; not running it again")
         return Outcome(Disposition.ALREADY_DONE, stored=stored)
-    return None
+    return state.status if state is not None else None

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
 
 from contract import ErrorCode, TaskStatus
+from queue_agent import webhooks
 from queue_agent.context import AgentContext
 from queue_agent.errors import JobCancelled, PermanentError, RuntimeInterrupted, TransientError
 from queue_agent.job import Disposition, Ended, Job, Outcome, PreparedTask, Ready, RuntimeOutput, Span
@@ -102,6 +104,12 @@ class Runner:
                 if ready is None:
                     self._room.release()
                     break
+                if ready.task.message.expired():
+                    # Checked again just before the runtime would see it: never run past its deadline.
+                    self._room.release()
+                    self.slots.give_back()
+                    await self.to_finisher.put(Ended(ready.job, Outcome(Disposition.EXPIRED)))
+                    continue
                 await self._wait_for_model(ready.task)
                 call = _Call(ready.job, ready.task)
                 execution = self._start(call)
@@ -300,7 +308,13 @@ class Runner:
         log.info("running", extra={"tasktype": str(call.task.message.tasktype)})
         try:
             with self.ctx.tracer.span(job.trace, "dynamodb", operation="running"):
-                return await self.ctx.store.transition(job.task_id, TaskStatus.RUNNING, count_attempt=True)
+                moved = await self.ctx.store.transition(job.task_id, TaskStatus.RUNNING, count_attempt=True)
+            message = call.task.message
+            if moved and message.webhook is not None and message.webhook.wants(TaskStatus.RUNNING):
+                body = {"id": job.task_id, "runtime": message.runtime, "status": "running",
+                        "tasktype": str(message.tasktype), "context": message.context}
+                webhooks.send(self.ctx.webhooks, job.task_id, "running", message.webhook, json.dumps(body))
+            return moved
         except Exception:
             log.warning("could not mark the task running", exc_info=True)
             return True
