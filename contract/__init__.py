@@ -42,14 +42,10 @@ from contract.status import (
 )
 from contract.tasks import RUNTIME_TASKTYPES, TaskStatus, TaskType
 from contract.webhooks import (
-    Priority,
-    WebhookEvent,
     WebhookRecord,
     WebhookTarget,
-    new_secret,
     secret_from_stored,
     sign,
-    verify,
     vet_webhook_url,
 )
 
@@ -69,7 +65,6 @@ __all__ = [
     "LegacyRequest",
     "Limits",
     "Notification",
-    "Priority",
     "QueueMessage",
     "RefError",
     "RefKind",
@@ -77,7 +72,6 @@ __all__ = [
     "TaskRequest",
     "TaskStatus",
     "TaskType",
-    "WebhookEvent",
     "WebhookRecord",
     "WebhookTarget",
     "cancel_request_update",
@@ -94,7 +88,6 @@ __all__ = [
     "iter_image_fields",
     "legacy_request",
     "new_item",
-    "new_secret",
     "notification_key",
     "notification_status",
     "notified_update",
@@ -115,7 +108,6 @@ __all__ = [
     "to_queue_message",
     "transition_update",
     "utcnow",
-    "verify",
     "vet_webhook_url",
     "webhook_update",
 ]
