@@ -5,7 +5,8 @@ tiny SD 1.x and SDXL models: txt2img (short and long prompts, every sampler, bat
 strength (0 and 0.05 included), SDXL through ``override_settings``, bad inputs (422 expected), clients
 that give up mid-request (closed sockets) and ``/interrupt`` calls. Counted: every answer by kind and
 status; 5xx on valid requests (must be 0); the server's resident memory after a warm-up and at the end
-(must stay within 10 %); images/s. ``/health`` and ``/ready`` must answer 200 at the end.
+(must stay within 10 %); images/s; how long ``/sdapi/v1/progress`` takes meanwhile (the event loop stays
+free). ``/health`` and ``/ready`` must answer 200 at the end.
 
 ``--gpu --models DIR --model NAME``: the same mix on a CUDA machine with a real model (e.g. SD 1.5) at
 512x512, 20 steps, fp16; also records the peak GPU memory the server allocated.
@@ -48,6 +49,7 @@ class Tally:
     statuses: Counter[str] = field(default_factory=Counter)
     server_errors_on_valid: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    progress_latencies: list[float] = field(default_factory=list)  # GET /progress while the soak runs
     images: int = 0
 
 
@@ -144,8 +146,20 @@ async def _drive(url: str, plan: list[tuple[str, str, dict[str, Any]]], seed: in
         while not queue.empty():
             await _one(client, url, queue.get_nowait(), tally, rng)
 
-    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+    async def watch(client: httpx.AsyncClient, done: asyncio.Event) -> None:
+        # The event loop must stay free while images are encoded and decoded: /progress answers at once.
+        while not done.is_set():
+            started = time.perf_counter()
+            (await client.get("/sdapi/v1/progress")).raise_for_status()
+            tally.progress_latencies.append(time.perf_counter() - started)
+            await asyncio.sleep(0.1)
+
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client, httpx.AsyncClient(base_url=url) as probe:
+        done = asyncio.Event()
+        watcher = asyncio.create_task(watch(probe, done))
         await asyncio.gather(*(worker(client) for _ in range(CONCURRENCY)))
+        done.set()
+        await watcher
     return tally
 
 
@@ -188,6 +202,8 @@ def _soak(models: Path, log: Path, profile: Profile, requests: int, default_mode
         "images_per_second": round(tally.images / wall, 3),
         "latency_ms_p50": round(statistics.median(latencies) * 1000, 1) if latencies else None,
         "latency_ms_p95": round(latencies[int(0.95 * (len(latencies) - 1))] * 1000, 1) if latencies else None,
+        "progress_ms_p50": round(statistics.median(tally.progress_latencies) * 1000, 1),
+        "progress_ms_max": round(max(tally.progress_latencies) * 1000, 1),
         "statuses": dict(sorted(tally.statuses.items())),
         "server": {
             key: stats[key]
@@ -216,7 +232,9 @@ def run(requests: int = REQUESTS) -> dict[str, Any]:
             "abandoned clients 8 %, /interrupt 8 %) at concurrency 8 against `python -m inference_api serve` "
             "(one torch thread, --max-batch 4, --max-queue 64) with the tiny SD 1.x and SDXL models at 64x64, "
             f"3 steps, after {WARMUP} warm-up requests. Pass: no 5xx on a valid request, RSS at the end within "
-            "10 % of RSS after warm-up, /health and /ready 200 at the end. Shared 2-core machine."
+            "10 % of RSS after warm-up, /health and /ready 200 at the end. progress_ms: GET /sdapi/v1/progress "
+            "every 100 ms during the run (the event loop stays free: PNG work runs in threads). Shared 2-core "
+            "machine."
         ),
     }
 
