@@ -139,6 +139,9 @@ class RuntimeConfig(_Model):
     # (how the sample addressed sdwebui runtimes before `runtime` existed). Off by default: a publisher setting
     # both attributes would otherwise reach two queues.
     legacy_model_routing: bool = Field(default=False, alias="legacyModelRouting")
+    # Default time-to-live of this runtime's tasks (a task's own metadata.ttl_seconds wins): a task that has not
+    # started that long after submission ends `expired` without running. None: tasks wait as long as it takes.
+    ttl_seconds: Annotated[int, Field(ge=1, le=14 * 86_400)] | None = Field(default=None, alias="ttlSeconds")
 
     @field_validator("name", "namespace", "type", mode="before")
     @classmethod
@@ -594,7 +597,12 @@ def runtime_catalog(cfg: DeploymentConfig, names: list[str] | None = None) -> st
     (it refuses tasks a runtime's type cannot run and routes v1alpha1 tasks on the model)."""
     return json.dumps(
         {
-            r.name: {"type": r.type, "modelFilename": r.model_filename, "dynamicModel": r.dynamic_model}
+            r.name: {
+                "type": r.type,
+                "modelFilename": r.model_filename,
+                "dynamicModel": r.dynamic_model,
+                **({"ttlSeconds": r.ttl_seconds} if r.ttl_seconds else {}),
+            }
             for r in cfg.models_runtime
             if names is None or r.name in names
         },
@@ -609,12 +617,26 @@ def runtime_by_name(cfg: DeploymentConfig, name: str) -> RuntimeConfig:
     raise KeyError(f"no runtime {name!r}; configured: {', '.join(runtime_names(cfg))}")
 
 
-def runtime_filter_policy(cfg: DeploymentConfig, runtime: RuntimeConfig) -> dict[str, Any]:
-    """The SNS filter policy of a runtime's subscription, including the optional legacy model routing."""
+def runtime_filter_policy(cfg: DeploymentConfig, runtime: RuntimeConfig, *, high: bool = False) -> dict[str, Any]:
+    """The SNS filter policy of a runtime's normal or high-priority subscription.
+
+    High: tasks for the runtime whose ``priority`` attribute is ``high``. Normal: everything else for the
+    runtime, including messages with no ``priority`` attribute at all (the replaced sample's publishers), and,
+    with ``legacyModelRouting``, the tasks routed on ``sd_model_checkpoint``.
+    """
     by_runtime: dict[str, Any] = dict(naming.runtime_filter_policy(runtime.name))
-    if not runtime.legacy_model_routing:
-        return by_runtime
-    return {"$or": [by_runtime, {"sd_model_checkpoint": [runtime.model_filename]}]}
+    if high:
+        return {**by_runtime, "priority": ["high"]}
+    routes = [by_runtime]
+    if runtime.legacy_model_routing:
+        routes.append({"sd_model_checkpoint": [runtime.model_filename]})
+    return {
+        "$or": [
+            {**route, "priority": [condition]}
+            for route in routes
+            for condition in ({"exists": False}, {"anything-but": ["high"]})
+        ]
+    }
 
 
 def deep_merge(*layers: Mapping[str, Any]) -> dict[str, Any]:

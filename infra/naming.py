@@ -15,6 +15,11 @@ def runtime_queue(stack: str, runtime: str) -> str:
     return f"{stack}-{runtime}-queue"
 
 
+def runtime_high_queue(stack: str, runtime: str) -> str:
+    """The runtime's high-priority queue (``metadata.priority: high``), read before the normal one."""
+    return f"{stack}-{runtime}-high"
+
+
 def runtime_dlq(stack: str, runtime: str) -> str:
     return f"{stack}-{runtime}-dlq"
 
