@@ -26,7 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from contract.budget import budget_issues, context_issues, notification_issues
 from contract.errors import ContractError, ErrorCode, FieldIssue
-from contract.images import iter_image_fields
+from contract.images import LOAD_IMAGE_NODES, iter_image_fields
 from contract.limits import DEFAULT_LIMITS, Limits
 from contract.refs import RefError, parse_image_ref
 from contract.tasks import TaskType
@@ -396,4 +396,17 @@ def _workflow_issues(content: dict[str, Any], limits: Limits, base: str) -> list
                 issues += _side_issues(field, value, limits)
             if name in {"text", "prompt"} and isinstance(value, str) and len(value) > limits.max_prompt_chars:
                 issues.append(FieldIssue(field, "max_length", f"at most {limits.max_prompt_chars} characters"))
+        image = parsed.inputs.get("image")
+        if parsed.class_type in LOAD_IMAGE_NODES and not (
+            isinstance(image, str) and image[:8].lower().startswith(("s3://", "https://"))
+        ):
+            # A name would load a file already on the ComfyUI server: another task's upload or output.
+            issues.append(
+                FieldIssue(
+                    _join(base, f"{node_id}.inputs.image"),
+                    "image_ref",
+                    f"a {parsed.class_type} must load an s3:// or https:// image given in the task, "
+                    "not a file on the server",
+                )
+            )
     return issues

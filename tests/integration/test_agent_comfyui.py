@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from contract import cancel_request_update, utcnow
+from contract import QueueMessage, TaskType, cancel_request_update, utcnow
 from tests.agent_fakes.aws_world import AgentWorld, async_wait_until, task
 from tests.agent_fakes.comfyui import ComfyBehavior, FakeComfyUI
 from tests.agent_fakes.fixtures import world_fixture  # noqa: F401
@@ -29,6 +29,11 @@ def _env(world: AgentWorld, comfy: FakeComfyUI, **extra: str) -> dict[str, str]:
     # The core nodes, plus a video node and the fake's failing node that these tests use.
     allowed = "@default,VHS_VideoCombine,FailingNode"
     return world.agent_env(comfy.base_url, RUNTIME_TYPE="comfyui", COMFYUI_ALLOWED_NODES=allowed, **extra)
+
+
+def unchecked(task_id: str, nodes: dict[str, Any]) -> str:
+    """A pipeline queue message as something other than the API could publish it (no submit checks)."""
+    return QueueMessage(id=task_id, runtime="sdruntime", tasktype=TaskType.PIPELINE, content=nodes).model_dump_json()
 
 
 def workflow(*extra_nodes: tuple[str, dict[str, Any]], batch: int = 1) -> dict[str, Any]:
@@ -86,9 +91,8 @@ async def test_completion_is_found_after_the_websocket_drops(world: AgentWorld) 
 
 async def test_workflow_errors_fail_the_task(world: AgentWorld, comfy: FakeComfyUI) -> None:
     world.submit(task("broken", "pipeline", workflow(("12", {"class_type": "FailingNode", "inputs": {}}))))
-    world.submit(
-        task("invalid", "pipeline", workflow(("11", {"class_type": "LoadImage", "inputs": {"image": "x.png"}})))
-    )
+    # The API refuses this at submit; a message published without the API meets the agent's check.
+    world.send_raw(unchecked("invalid", workflow(("11", {"class_type": "LoadImage", "inputs": {"image": "x.png"}}))))
     async with running_agent(_env(world, comfy)):
         notes = {n["id"]: n for n in await world.await_notifications(2)}
     assert notes["broken"]["status"] == "failed" and notes["broken"]["error"]["code"] == "runtime_rejected"
@@ -141,7 +145,7 @@ async def test_a_workflow_cannot_load_files_the_task_did_not_supply(
     # Another task's output and another task's upload are on the server; this workflow names them.
     comfy.state.uploads["other-task-upload.png"] = png(1)
     comfy.state.files["ComfyUI_9_00000_0.png"] = png(2)
-    world.submit(task("snoop", "pipeline", workflow(("11", {"class_type": "LoadImage", "inputs": {"image": name}}))))
+    world.send_raw(unchecked("snoop", workflow(("11", {"class_type": "LoadImage", "inputs": {"image": name}}))))
     async with running_agent(_env(world, comfy)):
         (note,) = await world.await_notifications(1)
     assert note["status"] == "failed" and note["error"]["code"] == "input_refused"

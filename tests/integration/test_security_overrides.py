@@ -1,6 +1,7 @@
-"""A task may not change the runtime's settings for the tasks after it: ``override_settings`` keys are an
-allowlist (400 at submit, refused again by the agent for messages that did not come through the API), and
-``override_settings_restore_afterwards`` is always true at the runtime."""
+"""What a task may make its runtime do. It may not change the runtime's settings for the tasks after it:
+``override_settings`` keys are an allowlist (400 at submit, refused again by the agent for messages that did
+not come through the API), and ``override_settings_restore_afterwards`` is always true at the runtime. A
+ComfyUI workflow may not name files already on the server (400 at submit; the agent checks again)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,19 @@ def test_options_outside_the_allowlist_are_refused_at_submit(client: httpx.Clien
     assert api_stack.item("o1") is None
     allowed = {"sd_model_checkpoint": "m.safetensors", "CLIP_stop_at_last_layers": 2}
     assert client.post("/tasks", json=t2i("o2", allowed), headers=KEY).status_code == 202
+
+
+def test_a_workflow_naming_server_files_is_refused_at_submit(client: httpx.Client, api_stack: ApiStack) -> None:
+    nodes = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "ComfyUI_00001_.png [output]"}},
+        "2": {"class_type": "LoadImageMask", "inputs": {"image": "someone-elses-upload.png", "channel": "alpha"}},
+        "3": {"class_type": "LoadImage", "inputs": {"image": "https://example.com/mine.png"}},
+    }
+    body = {"task": {"metadata": {"id": "c1", "runtime": "comfyruntime", "tasktype": "pipeline"}, "content": nodes}}
+    answer = client.post("/tasks", json=body, headers=KEY)
+    assert answer.status_code == 400
+    fields = {(f["field"], f["rule"]) for f in answer.json()["error"]["fields"]}
+    assert fields == {("task.content.1.inputs.image", "image_ref"), ("task.content.2.inputs.image", "image_ref")}
 
 
 async def test_the_agent_restores_settings_and_refuses_foreign_options(world: AgentWorld, a1111: FakeA1111) -> None:
