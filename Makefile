@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 EXTRAS := lambda,agent,runtime,infra,cli,plan,dev
 STAMP := $(VENV)/.installed
+# `make demo` needs only Python: the packages the local stack runs (no Node.js, no Chromium, no CDK).
+DEMO_EXTRAS := lambda,agent,runtime,cli,local
+DEMO_STAMP := $(VENV)/.installed-demo
 TOOLS := .tools/bin
 # checkov pins an older boto3 than ours, so it gets a venv of its own (scripts/checkov-requirements.txt).
 CHECKOV_VENV := .tools/checkov-venv
@@ -14,10 +17,10 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION ?= 1
 CHROMIUM ?= /usr/bin/chromium
 export PATH := $(CURDIR)/$(TOOLS):$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup test lint demo synth bench clean help
+.PHONY: setup setup-demo test lint demo synth bench clean help
 
 help:
-	@echo "make demo   - set up and run the whole pipeline locally (no AWS account)"
+	@echo "make demo   - set up (Python only) and run the whole pipeline locally (no AWS account)"
 	@echo "make test   - set up and run the test suite"
 	@echo "make lint   - ruff, mypy, helm lint, image dependency resolution, checkov"
 	@echo "make synth  - synthesise the CDK app into cdk.out"
@@ -25,14 +28,20 @@ help:
 
 setup: $(STAMP) node_modules/.installed $(TOOLS)/helm $(CHECKOV) $(CHROMIUM)
 
-$(STAMP): pyproject.toml constraints.txt
+setup-demo: $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml constraints.txt scripts/install_torch.py
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	# torch first and pinned: an open range would pull gigabytes of CUDA wheels.
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[$(EXTRAS)]'
+	# torch first and pinned; on Linux without an NVIDIA GPU from PyTorch's CPU index (default index if unreachable).
+	$(PY) scripts/install_torch.py
+	$(PIP) install -q -c constraints.txt -e '.[$(DEMO_EXTRAS)]'
 	# The CLIP vocabulary's package, without its torchvision (see the clip-vocab extra in pyproject.toml).
 	$(PIP) install -q --no-deps -c constraints.txt clip-anytorch
+	touch $@
+
+$(STAMP): $(DEMO_STAMP)
+	$(PIP) install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -65,7 +74,7 @@ lint: setup
 	# The synthesized templates, the chart rendered with every test value set, the Dockerfiles: 0 failed checks.
 	$(PY) scripts/checkov_lint.py --checkov $(CHECKOV)
 
-demo: setup
+demo: $(DEMO_STAMP)
 	$(PY) -m local_stack demo
 
 synth: setup
