@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from typing import Any
 
 from contract import FieldIssue
 from inference_api.containment import is_out_of_memory, is_sticky_device_error, release_memory
@@ -23,7 +24,7 @@ from inference_api.errors import (
     TooLargeForDevice,
     Unhealthy,
 )
-from inference_api.generation import GenerationJob, GenerationResult, plan_calls, run_batch
+from inference_api.generation import GenerationJob, GenerationResult, plan_calls, prompt_chunks, run_batch
 from inference_api.health import Health
 from inference_api.metrics import Counters
 from inference_api.progress import Progress
@@ -97,9 +98,30 @@ class BatchRunner:
         )
         try:
             loaded = self._selection.load_in_worker(lead.model)
-            return run_batch(loaded, jobs, self._progress, next(self._batch_ids), self._selection.device.device)
+            device = self._selection.device.device
+            results: dict[int, GenerationResult] = {}
+            for group in _by_prompt_chunks(loaded.text2img, jobs):
+                outcome = run_batch(loaded, group, self._progress, next(self._batch_ids), device)
+                results.update(zip(map(id, group), outcome, strict=True))
+            return [results[id(job)] for job in jobs]
         finally:
             self._progress.end()
+
+
+def _by_prompt_chunks(pipe: Any, jobs: list[GenerationJob]) -> list[list[GenerationJob]]:
+    """Jobs that encode to the same number of CLIP chunks, in order.
+
+    The batch key holds the chunk count when the model was loaded at submission; requests that arrived
+    before it was (first load, after an eviction) are checked here, so a companion never pads another's
+    prompt to more chunks (which would change its image).
+    """
+    if len(jobs) == 1:
+        return [jobs]
+    groups: dict[int, list[GenerationJob]] = {}
+    for job in jobs:
+        job.prompt_chunks = prompt_chunks(pipe, [*job.prompts[:1], *job.negative_prompts[:1]])
+        groups.setdefault(job.prompt_chunks, []).append(job)
+    return list(groups.values())
 
 
 def _abandoned() -> InferenceError:

@@ -187,3 +187,26 @@ def test_every_request_gives_the_same_image_alone_and_merged(models: Path) -> No
         a = np.asarray(decode_png(single.json()["images"][0]), dtype=np.int16)
         b = np.asarray(decode_png(shared.json()["images"][0]), dtype=np.int16)
         assert np.abs(a - b).max() <= 2
+
+
+def test_requests_merged_before_the_model_loaded_still_keep_their_own_images(models: Path) -> None:
+    # Without preloading, the tokenizer is unknown when the first requests queue: a short and a long prompt
+    # share a batch key, and the worker splits them by chunk count once the model is loaded.
+    long_prompt = " ".join("a photo of a cat in a detailed fantasy landscape".split() * 12)
+    bodies: list[dict[str, Any]] = [
+        {**SMALL, "prompt": "a cat", "seed": 1},
+        {**SMALL, "prompt": long_prompt, "seed": 2},
+    ]
+    with serve_in_thread(ServerSettings(models_dir=models, max_batch=1)) as server:
+        alone = [server.client.post("/sdapi/v1/txt2img", json=b).json()["images"][0] for b in bodies]
+    settings = ServerSettings(models_dir=models, max_batch=2, batch_window_ms=60_000, preload=False)
+    with serve_in_thread(settings) as server:
+        merged = _concurrently(server, bodies)
+        assert server.client.get("/stats").json()["batcher"]["merged_batches"] == 1  # one batch in the batcher
+    assert [r.status_code for r in merged] == [200, 200]
+    infos = [json.loads(r.json()["info"])["batch"] for r in merged]
+    assert infos[0]["id"] != infos[1]["id"] and [i["requests"] for i in infos] == [1, 1]  # two pipeline calls
+    for single, shared in zip(alone, merged, strict=True):
+        a = np.asarray(decode_png(single), dtype=np.int16)
+        b = np.asarray(decode_png(shared.json()["images"][0]), dtype=np.int16)
+        assert np.abs(a - b).max() <= 2
