@@ -44,6 +44,7 @@ from contract.tasks import RUNTIME_TASKTYPES, TaskStatus, TaskType
 from contract.webhooks import (
     WebhookRecord,
     WebhookTarget,
+    new_secret,
     secret_from_stored,
     sign,
     vet_webhook_url,
@@ -88,6 +89,7 @@ __all__ = [
     "iter_image_fields",
     "legacy_request",
     "new_item",
+    "new_secret",
     "notification_key",
     "notification_status",
     "notified_update",

@@ -37,6 +37,7 @@ def local_up(
             log=str(stack.log_path),
             aws_endpoint=stack.aws_endpoint,
             resources=resources,
+            webhook_secret=stack.webhook_secret,
         )
         try:
             out.write(

@@ -30,6 +30,8 @@ class RuntimeResources:
     dlq_url: str
     dlq_arn: str
     subscription_arn: str
+    # metadata.priority "high" tasks: the agent reads this queue first.
+    high_queue_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,21 @@ def create_resources(cfg: DeploymentConfig, endpoint: str) -> StackResources:
         )
         policy = runtime_filter_policy(cfg, runtime)
         subscription = subscribe_queue(sns, sqs, tasks_topic, queue_url, queue_arn, policy)
-        runtimes[runtime.name] = RuntimeResources(runtime.name, queue_url, queue_arn, dlq_url, dlq_arn, subscription)
+        # The high-priority queue: same settings, same dead-letter queue.
+        high_url, high_arn = _queue(
+            sqs,
+            naming.runtime_high_queue(stack, runtime.name),
+            {
+                "VisibilityTimeout": str(queue.visibility_timeout),
+                "MessageRetentionPeriod": str(queue.retention_days * day),
+                "RedrivePolicy": json.dumps(redrive),
+            },
+        )
+        high_policy = runtime_filter_policy(cfg, runtime, high=True)
+        subscribe_queue(sns, sqs, tasks_topic, high_url, high_arn, high_policy)
+        runtimes[runtime.name] = RuntimeResources(
+            runtime.name, queue_url, queue_arn, dlq_url, dlq_arn, subscription, high_queue_url=high_url
+        )
 
     # us-east-1 is the one region where CreateBucket takes no location constraint.
     bucket, table = local_bucket(cfg), naming.status_table(stack)

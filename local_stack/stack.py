@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contract import new_secret
 from infra.config import DeploymentConfig, RuntimeConfig, load_config, runtime_catalog
 from local_stack.logs import LogSink
 from local_stack.models import resolve_model_dir
@@ -71,6 +72,7 @@ class LocalStack:
         self.options = options or StackOptions()
         self.workdir = self.options.workdir.resolve()
         self.api_key = secrets.token_urlsafe(24)
+        self.webhook_secret = new_secret()
         # Tenant name -> key: one per api.keys entry of config.yaml (the first is ``api_key``), else one "default".
         self.api_keys: dict[str, str] = {"default": self.api_key}
         self.config: DeploymentConfig | None = None
@@ -246,6 +248,10 @@ class LocalStack:
             METRICS_PORT=str(metrics_port),
             JOB_TIMEOUT_SECONDS=str(self.config.job_timeout_seconds),
             ALLOWED_INPUT_BUCKETS=",".join([self.resources.bucket, *self.resources.input_buckets]),
+            SQS_HIGH_QUEUE_URL=queue.high_queue_url,
+            # Through the environment, never argv. Local webhook receivers live on loopback.
+            WEBHOOK_SECRET=self.webhook_secret,
+            WEBHOOK_ALLOW_LOOPBACK="true",
         )
         return ManagedProcess(f"agent:{runtime.name}", [sys.executable, "-m", "queue_agent"], env, self.sink)
 
@@ -257,6 +263,7 @@ class LocalStack:
             STATUS_TABLE=self.resources.table,
             OUTPUT_BUCKET=self.resources.bucket,
             INPUT_BUCKETS=",".join(self.resources.input_buckets),
+            WEBHOOK_ALLOW_LOOPBACK="true",
             RUNTIMES=",".join(runtimes),
             RUNTIME_CATALOG=runtime_catalog(self.config, runtimes),
             STATUS_TTL_DAYS=str(self.config.outputs.status_ttl_days),
@@ -277,5 +284,7 @@ class LocalStack:
             "runtimes": self.runtime_names,
             "page": f"{self.api_url}/",
             "aws_endpoint": self.aws_endpoint,
+            # Verifies the signatures of this stack's webhook deliveries (`sdq webhook-secret`).
+            "webhook_secret": self.webhook_secret,
             "log": str(self.log_path),
         }

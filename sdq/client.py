@@ -67,6 +67,9 @@ def build_request(
     prefix: str | None = None,
     init_image: str | None = None,
     context: Any = None,
+    priority: str | None = None,
+    webhook: str | None = None,
+    ttl_seconds: int | None = None,
 ) -> dict[str, Any]:
     """A v1alpha2 body for a generation task. Only the fields the user set are sent: the runtime has defaults."""
     metadata: dict[str, Any] = {"runtime": runtime, "tasktype": tasktype}
@@ -76,6 +79,12 @@ def build_request(
         metadata["prefix"] = prefix
     if context is not None:
         metadata["context"] = context
+    if priority is not None:
+        metadata["priority"] = priority
+    if webhook is not None:
+        metadata["webhook"] = webhook
+    if ttl_seconds is not None:
+        metadata["ttl_seconds"] = ttl_seconds
     content: dict[str, Any] = {"prompt": prompt}
     if negative_prompt:
         content["negative_prompt"] = negative_prompt

@@ -126,3 +126,15 @@ def resolve(
         return Endpoint(found.url, api_key or found.api_key, found.runtimes)
     found = read_local(local_file)
     return Endpoint(found.url, api_key or found.api_key, found.runtimes)
+
+
+def local_webhook_secret(path: Path = LOCAL_FILE) -> str:
+    """The running local stack's webhook secret (a deployed stack prints its own: output WebhookSecretCommand)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EndpointError(f"no local stack found ({path} is missing): start one with `sdq local up`") from None
+    secret = data.get("webhook_secret")
+    if not isinstance(secret, str) or not secret:
+        raise EndpointError(f"{path} holds no webhook_secret: restart the local stack with a current `sdq local up`")
+    return secret
