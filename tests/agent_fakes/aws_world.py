@@ -20,6 +20,7 @@ import boto3
 
 from contract import StatusRecord, TaskStatus, new_item, parse_request, to_queue_message
 from infra import naming
+from infra.config import parse_config, runtime_filter_policy
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 
@@ -76,6 +77,9 @@ class AgentWorld:
     observer_url: str = ""
     bucket: str = ""
     table: str = ""
+    # A high-priority queue beside the normal one, subscribed as the stack subscribes it.
+    high_queue: bool = False
+    high_queue_url: str = ""
     seen: list[dict[str, Any]] = field(default_factory=list)
 
     def client(self, service: str) -> Any:
@@ -96,11 +100,32 @@ class AgentWorld:
         )["QueueUrl"]
         queue_arn = self._arn(self.queue_url)
         self.tasks_topic = sns.create_topic(Name=naming.tasks_topic(self.stack))["TopicArn"]
+        policy: dict[str, Any] = naming.runtime_filter_policy(self.runtime)
+        if self.high_queue:
+            names = {"stackName": self.stack, "modelBucketArn": "arn:aws:s3:::models"}
+            cfg = parse_config({**names, "modelsRuntime": [{"name": self.runtime}]})
+            runtime = cfg.models_runtime[0]
+            policy = runtime_filter_policy(cfg, runtime)
+            self.high_queue_url = sqs.create_queue(
+                QueueName=naming.runtime_high_queue(self.stack, self.runtime),
+                Attributes={
+                    "VisibilityTimeout": str(self.visibility_timeout),
+                    "RedrivePolicy": json.dumps(
+                        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": self.max_receive_count}
+                    ),
+                },
+            )["QueueUrl"]
+            sns.subscribe(
+                TopicArn=self.tasks_topic,
+                Protocol="sqs",
+                Endpoint=self._arn(self.high_queue_url),
+                Attributes={"FilterPolicy": json.dumps(runtime_filter_policy(cfg, runtime, high=True))},
+            )
         sns.subscribe(
             TopicArn=self.tasks_topic,
             Protocol="sqs",
             Endpoint=queue_arn,
-            Attributes={"FilterPolicy": json.dumps(naming.runtime_filter_policy(self.runtime))},
+            Attributes={"FilterPolicy": json.dumps(policy)},
         )
         self.results_topic = sns.create_topic(Name=naming.results_topic(self.stack))["TopicArn"]
         self.observer_url = sqs.create_queue(QueueName=f"{self.stack}-results-observer")["QueueUrl"]
@@ -150,15 +175,27 @@ class AgentWorld:
             "HEALTH_CHECK_INTERVAL_SECONDS": "1",
             "RUNTIME_READY_TIMEOUT_SECONDS": "20",
         }
+        if self.high_queue_url:
+            env["SQS_HIGH_QUEUE_URL"] = self.high_queue_url
         env.update(overrides)
         return env
 
     # -- submitting ------------------------------------------------------------------------------
-    def submit(self, body: dict[str, Any], *, via: str = "sns", record: bool = True, nonce: str | None = None) -> str:
+    def submit(
+        self,
+        body: dict[str, Any],
+        *,
+        via: str = "sns",
+        record: bool = True,
+        nonce: str | None = None,
+        submitted_at: datetime | None = None,
+    ) -> str:
         """Do what the submit Lambda does: validate, write status=queued (with a fresh submission nonce unless
         ``nonce`` is given), publish. Returns the task id."""
         request = parse_request(body, runtimes={self.runtime})
-        message = to_queue_message(request, nonce=secrets.token_hex(16) if nonce is None else nonce)
+        message = to_queue_message(
+            request, nonce=secrets.token_hex(16) if nonce is None else nonce, submitted_at=submitted_at
+        )
         if record:
             now = datetime.now(UTC)
             item = StatusRecord(
@@ -172,6 +209,8 @@ class AgentWorld:
                 context=message.context,
                 fingerprint=message.fingerprint,
                 nonce=message.nonce,
+                priority=message.priority.value,
+                expires_at=message.expires_at,
             )
             self._table().put_item(Item=new_item(item))
         if via == "sns":
