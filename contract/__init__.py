@@ -47,6 +47,7 @@ from contract.webhooks import (
     new_secret,
     secret_from_stored,
     sign,
+    verify,
     vet_webhook_url,
 )
 
@@ -110,6 +111,7 @@ __all__ = [
     "to_queue_message",
     "transition_update",
     "utcnow",
+    "verify",
     "vet_webhook_url",
     "webhook_update",
 ]

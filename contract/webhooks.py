@@ -6,6 +6,9 @@
 - ``metadata.ttl_seconds``: a task that has not started that long after submission never runs; it ends
   ``expired``.
 - ``metadata.priority``: ``high`` tasks go to the runtime's high-priority queue, which its agents read first.
+
+The signing itself is the maintained ``standardwebhooks`` package (imported where it is used: the agent
+signs, ``sdq`` and receivers verify; the submit Lambda only vets URLs and needs no more than pydantic).
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
-from standardwebhooks import Webhook
 
 from contract.refs import check_https_url
 from contract.tasks import TaskStatus
@@ -102,6 +104,8 @@ def secret_from_stored(value: str) -> str:
 
 def sign(secret: str, message_id: str, body: str, at: datetime | None = None) -> dict[str, str]:
     """The three Standard Webhooks headers for ``body``."""
+    from standardwebhooks import Webhook  # the agent's and the CLI's dependency, not the Lambda's
+
     when = at or datetime.now(UTC)
     return {
         "webhook-id": message_id,
@@ -113,6 +117,8 @@ def sign(secret: str, message_id: str, body: str, at: datetime | None = None) ->
 def verify(secret: str, body: bytes | str, headers: dict[str, str]) -> Any:
     """Check a delivery's signature and age (5 minutes) and return the parsed body; raises
     ``standardwebhooks.WebhookVerificationError`` otherwise. This is what a receiver runs."""
+    from standardwebhooks import Webhook
+
     return Webhook(secret).verify(body, headers)
 
 

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from contract import verify
 from sdq import endpoints
 from sdq.client import ApiClient, ApiError, Endpoint, build_request
 from sdq.progress import Progress
@@ -77,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
 
     secret = sub.add_parser("webhook-secret", help="print the local stack's webhook signing secret (whsec_...)")
     secret.add_argument("--local-file", type=Path, default=endpoints.LOCAL_FILE, help=argparse.SUPPRESS)
+    check = sub.add_parser("webhook-verify", help="check a received webhook's signature (exit 0: genuine)")
+    check.add_argument("body", type=Path, metavar="BODY_FILE", help="the request body exactly as received")
+    check.add_argument("--id", required=True, help="the webhook-id header")
+    check.add_argument("--timestamp", required=True, help="the webhook-timestamp header")
+    check.add_argument("--signature", required=True, help="the webhook-signature header")
+    check.add_argument("--secret", help="whsec_... (default: the local stack's)")
+    check.add_argument("--local-file", type=Path, default=endpoints.LOCAL_FILE, help=argparse.SUPPRESS)
 
     sub.add_parser(
         "plan",
@@ -163,6 +171,22 @@ def _local(args: argparse.Namespace, out: TextIO) -> int:
         return local_up(config=args.config, models=args.models, port=args.port, quiet=args.quiet, out=out)
 
 
+def _webhook_verify(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        secret = args.secret or endpoints.local_webhook_secret(args.local_file)
+        body = args.body.read_bytes()
+    except (endpoints.EndpointError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    headers = {"webhook-id": args.id, "webhook-timestamp": args.timestamp, "webhook-signature": args.signature}
+    try:
+        verify(secret, body, headers)
+    except Exception as exc:  # the library's verification error, or a malformed header
+        out.write(f"NOT genuine: {exc}\n")
+        return EXIT_TASK_FAILED
+    out.write("genuine\n")
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO, transport: httpx.BaseTransport | None) -> int:
     if args.command == "local":
         return _local(args, out)
@@ -170,6 +194,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO, transport: httpx.Ba
         return _redrive(args, out)
     if args.command == "doctor":
         return _doctor(args, out, transport)
+    if args.command == "webhook-verify":
+        return _webhook_verify(args, out)
     if args.command == "webhook-secret":
         try:
             out.write(endpoints.local_webhook_secret(args.local_file) + "\n")
