@@ -89,3 +89,20 @@ async def test_the_normal_queue_is_not_starved(aws_env: MotoServer, a1111: FakeA
     order = [n["id"] for n in notes]
     # One receive in four looks at the normal queue first: the lonely task does not wait for all twelve.
     assert order.index("lonely") < 12, order
+
+
+async def test_the_deployed_agent_reads_its_webhook_secret_from_secrets_manager(aws_env: MotoServer) -> None:
+    import boto3
+
+    from queue_agent.agent import _webhook_secret
+    from queue_agent.settings import load_settings
+
+    stored = "Q7rT2xWk9pLm3vB8nC4dF6gH1jK5sZ0aY2eU7iO9"  # as generate_secret_string makes it: letters, digits
+    client = boto3.client("secretsmanager", endpoint_url=aws_env.endpoint, region_name="us-east-1")
+    arn = client.create_secret(Name="hooks-webhook-secret", SecretString=stored)["ARN"]
+    base = {"SQS_QUEUE_URL": "http://127.0.0.1/q", "SNS_TOPIC_ARN": "arn:aws:sns:us-east-1:1:t", "S3_BUCKET": "bkt",
+            "RUNTIME_NAME": "sdruntime"}
+    assert await _webhook_secret(load_settings({**base, "WEBHOOK_SECRET_ARN": arn}), None) == "whsec_" + stored
+    assert await _webhook_secret(load_settings(base), None) is None
+    local = load_settings({**base, "WEBHOOK_SECRET": "whsec_abc", "WEBHOOK_SECRET_ARN": arn})
+    assert await _webhook_secret(local, None) == "whsec_abc"  # the local stack's wins
