@@ -116,27 +116,16 @@ def create_resources(cfg: DeploymentConfig, endpoint: str) -> StackResources:
             {"MessageRetentionPeriod": str(queue.dlq_retention_days * day)},
         )
         redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(queue.max_receive_count)}
-        queue_url, queue_arn = _queue(
-            sqs,
-            naming.runtime_queue(stack, runtime.name),
-            {
-                "VisibilityTimeout": str(queue.visibility_timeout),
-                "MessageRetentionPeriod": str(queue.retention_days * day),
-                "RedrivePolicy": json.dumps(redrive),
-            },
-        )
+        # The normal queue and the high-priority one: the same settings, the same dead-letter queue.
+        attributes = {
+            "VisibilityTimeout": str(queue.visibility_timeout),
+            "MessageRetentionPeriod": str(queue.retention_days * day),
+            "RedrivePolicy": json.dumps(redrive),
+        }
+        queue_url, queue_arn = _queue(sqs, naming.runtime_queue(stack, runtime.name), attributes)
         policy = runtime_filter_policy(cfg, runtime)
         subscription = subscribe_queue(sns, sqs, tasks_topic, queue_url, queue_arn, policy)
-        # The high-priority queue: same settings, same dead-letter queue.
-        high_url, high_arn = _queue(
-            sqs,
-            naming.runtime_high_queue(stack, runtime.name),
-            {
-                "VisibilityTimeout": str(queue.visibility_timeout),
-                "MessageRetentionPeriod": str(queue.retention_days * day),
-                "RedrivePolicy": json.dumps(redrive),
-            },
-        )
+        high_url, high_arn = _queue(sqs, naming.runtime_high_queue(stack, runtime.name), attributes)
         high_policy = runtime_filter_policy(cfg, runtime, high=True)
         subscribe_queue(sns, sqs, tasks_topic, high_url, high_arn, high_policy)
         runtimes[runtime.name] = RuntimeResources(
