@@ -80,6 +80,9 @@ class Observability(Construct):
             depth = rq.queue.metric_approximate_number_of_messages_visible(period=_PERIOD, statistic="Maximum")
             in_flight = rq.queue.metric_approximate_number_of_messages_not_visible(period=_PERIOD, statistic="Maximum")
             dlq_depth = rq.dlq.metric_approximate_number_of_messages_visible(period=_PERIOD, statistic="Maximum")
+            # The dead-letter consumer takes each dead letter off the DLQ within seconds (it fails and announces the
+            # task, and keeps the message for `sdq redrive`), so the depth rarely shows one: count receives instead.
+            dead_letters = rq.dlq.metric_number_of_messages_received(period=_PERIOD, statistic="Sum")
             self._alarm(
                 f"OldestMessage-{name}",
                 age,
@@ -88,13 +91,14 @@ class Observability(Construct):
             )
             self._alarm(
                 f"DeadLetters-{name}",
-                dlq_depth,
+                dead_letters,
                 1,
-                f"Runtime {name}: tasks exhausted their retries and sit in the dead-letter queue.",
+                f"Runtime {name}: tasks exhausted their deliveries and reached the dead-letter queue "
+                "(failed and announced by the dead-letter consumer; retry them with `sdq redrive`).",
             )
             self.dashboard.add_widgets(
                 cw.GraphWidget(title=f"{name}: queue", left=[depth, in_flight], right=[age], width=12),
-                cw.GraphWidget(title=f"{name}: dead letters", left=[dlq_depth], width=12),
+                cw.GraphWidget(title=f"{name}: dead letters", left=[dead_letters, dlq_depth], width=12),
             )
 
     def _deliveries(self, observed: ObservedResources) -> None:

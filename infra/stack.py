@@ -79,7 +79,7 @@ class SdAsyncStack(Stack):
                 key=messaging.key,
                 queues=messaging.queues,
                 topics={"tasks": messaging.tasks_topic, "results": messaging.results_topic},
-                functions=dict(api.functions),
+                functions={**api.functions, **({"deadletters": api.dead_letters} if api.dead_letters else {})},
                 api=api.api,
                 application_log_group=cluster.application_log_group,
             ),

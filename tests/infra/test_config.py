@@ -104,7 +104,8 @@ def test_two_runtime_config_and_helpers() -> None:
         "$or": [{**naming.runtime_filter_policy("fast"), "priority": [c]} for c in normal]
     }
     assert runtime_filter_policy(cfg, runtime_by_name(cfg, "fast"), high=True) == {
-        "runtime": ["fast"], "priority": ["high"]
+        "runtime": ["fast"],
+        "priority": ["high"],
     }
     assert runtime_filter_policy(cfg, runtime_by_name(cfg, "webui")) == {
         "$or": [
