@@ -1,4 +1,4 @@
-"""``python -m inference_api serve|build-tiny-model|build-tiny-lora|build-tiny-embedding``."""
+"""``python -m inference_api serve|build-tiny-model|build-tiny-lora|build-tiny-embedding|build-tiny-controlnet``."""
 
 from __future__ import annotations
 
@@ -83,6 +83,14 @@ def _build_tiny_embedding(args: argparse.Namespace) -> int:
     from inference_api.embeddings import build_tiny_embedding
 
     print(build_tiny_embedding(Path(args.model_dir), Path(args.out), vectors=args.vectors, seed=args.seed))
+    return 0
+
+
+def _build_tiny_controlnet(args: argparse.Namespace) -> int:
+    from inference_api.controlnet import build_tiny_controlnet
+
+    _quiet_libraries()
+    print(build_tiny_controlnet(Path(args.model_dir), Path(args.out), seed=args.seed))
     return 0
 
 
@@ -172,6 +180,12 @@ def parser() -> argparse.ArgumentParser:
     em.add_argument("--vectors", type=int, default=2)
     em.add_argument("--seed", type=int, default=0)
     em.set_defaults(func=_build_tiny_embedding)
+
+    cn = sub.add_parser("build-tiny-controlnet", help="write a random ControlNet folder for a (tiny) model folder")
+    cn.add_argument("model_dir", help="the diffusers folder the ControlNet is for")
+    cn.add_argument("out", help="the folder to write (e.g. MODELS/ControlNet/NAME)")
+    cn.add_argument("--seed", type=int, default=0)
+    cn.set_defaults(func=_build_tiny_controlnet)
     return p
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from inference_api import embeddings, inpaint, lora, prompt_weights
+from inference_api import controlnet, embeddings, inpaint, lora, prompt_weights
 from inference_api.catalog import ModelEntry
 from inference_api.loading import LoadedModel
 from inference_api.networks import NetworkFile, strip_tags
@@ -77,6 +77,7 @@ class GenerationJob:
     notes: list[str] = field(default_factory=list)  # said in this job's info (e.g. an unknown LoRA)
     prompt_chunks: int = 1  # CLIP chunks the prompts encode to (SD 1.x/2.x): companions must agree
     infotext_extra: dict[str, Any] = field(default_factory=dict)  # more A1111 infotext items (hires...)
+    control_units: list[controlnet.ControlUnit] = field(default_factory=list)
     submitted: float = field(default_factory=time.monotonic)
     control: JobControl = field(default_factory=JobControl, compare=False)
 
@@ -87,7 +88,7 @@ class GenerationJob:
     @property
     def mergeable(self) -> bool:
         # Inpainting masks and multi-iteration jobs keep A1111's one-call-per-iteration behaviour.
-        return self.task is not TaskKind.INPAINT and self.n_iter == 1
+        return self.task is not TaskKind.INPAINT and self.n_iter == 1 and not self.control_units
 
     def batch_key(self) -> tuple[Any, ...]:
         strength = self.denoising_strength if self.task.uses_init_image else None
@@ -152,7 +153,7 @@ def run_batch(
     skipped. A request that is stopped while merged with others runs on with them (they are unaffected).
     """
     lead = jobs[0]
-    pipe = loaded.pipeline(lead.task)
+    pipe = _pipeline(loaded, lead)
     notes = _set_scheduler(pipe, loaded, lead.sampler)
     notes += lora.apply(pipe, loaded.lora_state, list(lead.loras))
     lookups: list[prompt_weights.EmbeddingLookup | None] = []
@@ -241,6 +242,19 @@ def _truncation_notes(pipe: Any, jobs: list[GenerationJob], accepted: set[str]) 
     return []
 
 
+def _pipeline(loaded: LoadedModel, lead: GenerationJob) -> Any:
+    if not lead.control_units:
+        return loaded.pipeline(lead.task)
+    base = loaded.text2img
+    models = []
+    for unit in lead.control_units:
+        key = str(unit.path)
+        if key not in loaded.controlnets:
+            loaded.controlnets[key] = controlnet.load_model(unit.path, base.unet)
+        models.append(loaded.controlnets[key])
+    return controlnet.pipeline(base, lead.task, models)
+
+
 def _set_scheduler(pipe: Any, loaded: LoadedModel, choice: SamplerChoice) -> list[str]:
     if not is_replaceable(loaded.base_scheduler_config):
         return [f"sampler {choice.label!r} ignored: this model uses {type(pipe.scheduler).__name__}"]
@@ -283,6 +297,8 @@ def _call_kwargs(
         kwargs["strength"] = effective_strength(lead)
     if lead.task is TaskKind.INPAINT and lead.mask is not None:
         kwargs["mask_image"] = [lead.mask] * len(call)
+    if lead.control_units:
+        kwargs.update(controlnet.call_kwargs(lead.control_units, lead.task, len(call)))
 
     def on_step_end(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         progress.step(step + 1, getattr(pipeline, "num_timesteps", None))

@@ -11,7 +11,7 @@ from typing import Any
 from PIL import Image
 
 from contract import FieldIssue
-from inference_api import inpaint
+from inference_api import controlnet, inpaint
 from inference_api.catalog import ModelEntry
 from inference_api.embeddings import mentioned
 from inference_api.errors import InvalidRequest, NotReady, invalid
@@ -21,6 +21,7 @@ from inference_api.images import FAST_PNG, decode_image, encode_png, resize_for_
 from inference_api.lora import ResolvedLora
 from inference_api.networks import NetworkCatalog, lora_uses
 from inference_api.samplers import UnknownName, choose
+from inference_api.scripts import SUPPORTED_SCRIPTS
 from inference_api.tasks import TaskKind
 
 VERSION = "inference_api"
@@ -59,6 +60,10 @@ def build_job(
                 mask = decode_image(req.mask, "mask")
             except InvalidRequest as exc:
                 issues += exc.fields
+    control_units, control_issues, control_notes = controlnet.parse_units(
+        req.alwayson_scripts, networks, req.width, req.height
+    )
+    issues += control_issues
     if issues:
         raise invalid(issues)
     if model is None or sampler is None:
@@ -85,6 +90,11 @@ def build_job(
         eta=req.eta,
     )
     job.loras, job.notes = resolve_loras([req.prompt, req.negative_prompt], networks)
+    job.control_units, job.notes = control_units, [*job.notes, *control_notes]
+    for i, unit in enumerate(control_units):  # as the extension writes it
+        described = f"Module: none, Model: {unit.model}, Weight: {unit.weight}, "
+        described += f"Guidance Start: {unit.start}, Guidance End: {unit.end}"
+        job.infotext_extra[f"ControlNet {i}"] = f'"{described}"'
     if job.loras:  # as A1111 writes it
         hashes = ", ".join(f"{lora.use.name}: {lora.short_hash}" for lora in job.loras)
         job.infotext_extra["Lora hashes"] = f'"{hashes}"'
@@ -151,8 +161,9 @@ def response_body(
 def unsupported_notes(req: GenerationRequest) -> list[str]:
     """A1111 features this runtime accepts but does not apply: said in ``info`` rather than failing the job."""
     notes = []
-    if req.alwayson_scripts:
-        notes.append(f"alwayson_scripts ignored: {', '.join(sorted(req.alwayson_scripts))}")
+    idle = sorted(name for name in req.alwayson_scripts if name.lower() not in SUPPORTED_SCRIPTS)
+    if idle:
+        notes.append(f"alwayson_scripts ignored: {', '.join(idle)}")
     if req.styles:
         notes.append("styles are not supported; prompts used as given")
     if req.subseed_strength > 0:

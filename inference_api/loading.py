@@ -88,6 +88,7 @@ class LoadedModel:
     text2img: Any
     base_scheduler_config: dict[str, Any]
     lora_state: LoraState = field(default_factory=LoraState)  # LoRAs merged into the weights now
+    controlnets: dict[str, Any] = field(default_factory=dict)  # ControlNet models loaded for it, by path
     _derived: dict[TaskKind, Any] = field(default_factory=dict)
 
     def pipeline(self, task: TaskKind) -> Any:
@@ -109,6 +110,7 @@ class LoadedModel:
     def release(self) -> None:
         self._derived.clear()
         self.lora_state = LoraState()
+        self.controlnets.clear()
         self.text2img = None
 
 

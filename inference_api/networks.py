@@ -85,13 +85,20 @@ def tensor_data_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _scan_folders(folder: Path) -> list[NetworkFile]:
+    """diffusers model folders (``config.json`` + weights) directly under ``folder``."""
+    if not folder.is_dir():
+        return []
+    return [NetworkFile(p.name, p, {}) for p in sorted(folder.iterdir()) if (p / "config.json").is_file()]
+
+
 def _scan(folder: Path) -> list[NetworkFile]:
     found: list[NetworkFile] = []
     if not folder.is_dir():
         return found
     for path in sorted(folder.rglob("*.safetensors")):
-        if len(path.relative_to(folder).parts) > MAX_DEPTH:
-            continue
+        if len(path.relative_to(folder).parts) > MAX_DEPTH or (path.parent / "config.json").is_file():
+            continue  # too deep, or the weights of a diffusers folder (listed as the folder)
         try:
             metadata = read_header(path).metadata
         except (OSError, ValueError):
@@ -112,6 +119,7 @@ class NetworkCatalog:
 
     def refresh(self) -> None:
         found = {kind: {f.name.lower(): f for f in _scan(self.root / kind)} for kind in _KINDS}
+        found[CONTROLNET_DIR].update({f.name.lower(): f for f in _scan_folders(self.root / CONTROLNET_DIR)})
         with self._lock:
             self._files = found
 

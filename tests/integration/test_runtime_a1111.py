@@ -19,6 +19,7 @@ SMALL = {"prompt": "a photo of a cat", "steps": 3, "width": 64, "height": 64, "s
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    from inference_api.controlnet import build_tiny_controlnet
     from inference_api.embeddings import build_tiny_embedding
     from inference_api.lora import build_tiny_lora
     from inference_api.tiny import build_tiny_model
@@ -33,6 +34,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     for name in ("emb-a", "emb-b"):  # the same vectors under two names
         build_tiny_embedding(models / TINY, models / "embeddings" / f"{name}.safetensors", seed=5)
     build_tiny_embedding(models / TINY_XL, models / "embeddings" / "xl-emb.safetensors", seed=6)
+    build_tiny_controlnet(models / TINY, models / "ControlNet" / "tiny-cn", seed=1)
+    build_tiny_controlnet(models / TINY, models / "ControlNet" / "tiny-cn-b", seed=2)
+    build_tiny_controlnet(models / TINY_XL, models / "ControlNet" / "tiny-xl-cn", seed=3)
     with serve_subprocess(models, root / "server.log", "--default-model", TINY, "--cache-size", "2") as running:
         yield running
 
@@ -214,3 +218,50 @@ def test_hires_target_out_of_range_is_422(server: RunningServer) -> None:
     )
     assert response.status_code == 422
     assert response.json()["error"]["fields"][0]["field"] == "hr_resize_x"
+
+
+def _control_map(seed: int = 1) -> str:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return _b64(Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)))
+
+
+def _unit(model: str, **fields: Any) -> dict[str, Any]:
+    return {"enabled": True, "image": _control_map(), "module": "none", "model": model, "weight": 1.0, **fields}
+
+
+def test_controlnet_units_change_the_image(server: RunningServer) -> None:
+    plain = image(server)
+    one = image(server, alwayson_scripts={"controlnet": {"args": [_unit("tiny-cn [0123abcd]")]}})
+    assert not np.array_equal(one, plain)
+    other_map = image(server, alwayson_scripts={"ControlNet": {"args": [_unit("tiny-cn", image=_control_map(2))]}})
+    assert not np.array_equal(other_map, one)
+    two = generate(
+        server, alwayson_scripts={"ControlNet": {"args": [_unit("tiny-cn"), _unit("tiny-cn-b", weight=0.5)]}}
+    )
+    assert "ControlNet 1:" in json.loads(two["info"])["infotexts"][0]
+    half = image(server, alwayson_scripts={"controlnet": {"args": [_unit("tiny-cn", guidance_end=0.5)]}})
+    assert not np.array_equal(half, one)
+    init = {"init_images": [_control_map(3)], "denoising_strength": 0.8}
+    response = server.client.post(
+        "/sdapi/v1/img2img", json={**SMALL, **init, "alwayson_scripts": {"controlnet": {"args": [_unit("tiny-cn")]}}}
+    )
+    assert response.status_code == 200, response.text
+    assert not np.array_equal(
+        image(server, **xl(alwayson_scripts={"controlnet": {"args": [_unit("tiny-xl-cn")]}})), image(server, **xl())
+    )
+
+
+def test_controlnet_refuses_preprocessors_and_unknown_models(server: RunningServer) -> None:
+    body = {**SMALL, "alwayson_scripts": {"controlnet": {"args": [_unit("tiny-cn", module="canny"), _unit("nope")]}}}
+    response = server.client.post("/sdapi/v1/txt2img", json=body)
+    assert response.status_code == 422
+    fields = {f["field"]: f["message"] for f in response.json()["error"]["fields"]}
+    assert "none" in fields["alwayson_scripts.controlnet.args.0.module"]
+    assert "tiny-cn" in fields["alwayson_scripts.controlnet.args.1.model"]
+    assert [m for m in server.client.get("/controlnet/model_list").json()["model_list"]] == [
+        "tiny-cn",
+        "tiny-cn-b",
+        "tiny-xl-cn",
+    ]

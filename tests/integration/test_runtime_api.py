@@ -378,9 +378,9 @@ def test_helpers_write_models_where_expected(tmp_path: Path) -> None:
 
 
 def test_unsupported_a1111_features_are_noted_not_fatal(server: RunningServer) -> None:
-    body = txt2img(server, alwayson_scripts={"controlnet": {"args": []}}, styles=["cinematic"])
+    body = txt2img(server, alwayson_scripts={"AnimateDiff": {"args": []}}, styles=["cinematic"])
     notes = " ".join(json.loads(body["info"])["extra_generation_params"]["notes"])
-    assert "controlnet" in notes and "styles" in notes
+    assert "AnimateDiff" in notes and "styles" in notes
 
 
 def test_a_script_the_runtime_does_not_run_is_refused_not_ignored(server: RunningServer) -> None:

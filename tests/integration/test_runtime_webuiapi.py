@@ -35,6 +35,7 @@ NOT_CORE = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    from inference_api.controlnet import build_tiny_controlnet
     from inference_api.embeddings import build_tiny_embedding
     from inference_api.lora import build_tiny_lora
     from inference_api.tiny import build_tiny_model
@@ -45,6 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     build_tiny_lora(models / TINY, models / "Lora" / "tiny-lora.safetensors")
     build_tiny_embedding(models / TINY, models / "embeddings" / "tiny-emb.safetensors")
     write_tiny_esrgan(models / "ESRGAN" / f"{TINY_ESRGAN}.safetensors")
+    build_tiny_controlnet(models / TINY, models / "ControlNet" / "tiny-cn")
     with serve_subprocess(models, root / "server.log", "--default-model", TINY) as running:
         yield running
 
@@ -202,11 +204,20 @@ def test_controlnet_version(api: webuiapi.WebUIApi) -> None:
 
 
 def test_controlnet_model_list(api: webuiapi.WebUIApi) -> None:
-    assert api.controlnet_model_list() == []
+    assert api.controlnet_model_list() == ["tiny-cn"]
 
 
 def test_controlnet_module_list(api: webuiapi.WebUIApi) -> None:
     assert api.controlnet_module_list() == ["none"]
+
+
+def test_controlnet_units_in_txt2img_and_img2img(api: webuiapi.WebUIApi) -> None:
+    unit = webuiapi.ControlNetUnit(image=picture(), module="none", model="tiny-cn", weight=0.8)
+    plain = api.txt2img(**SMALL).image
+    controlled = api.txt2img(**SMALL, controlnet_units=[unit])
+    assert controlled.image.size == (64, 64) and controlled.image.tobytes() != plain.tobytes()
+    assert "ControlNet 0:" in controlled.info["infotexts"][0]
+    assert api.img2img(images=[picture()], controlnet_units=[unit], **SMALL).image.size == (64, 64)
 
 
 def test_controlnet_detect(api: webuiapi.WebUIApi) -> None:

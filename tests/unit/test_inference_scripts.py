@@ -29,7 +29,7 @@ def test_asks_for_something(script: Any, asks: bool) -> None:
 
 
 def test_unsupported_scripts_are_named() -> None:
-    scripts = {"AnimateDiff": {"args": [{"enable": True}]}, "ControlNet": {"args": []}}
+    scripts = {"AnimateDiff": {"args": [{"enable": True}]}, "ControlNet": {"args": [{"enabled": True}]}}
     assert unsupported_scripts(scripts) == ["AnimateDiff"]
     with pytest.raises(ValueError, match="AnimateDiff"):
         check_scripts(scripts)
