@@ -63,10 +63,12 @@ class QueueMessage(BaseModel):
 
     def message_attributes(self) -> dict[str, dict[str, str]]:
         """SNS message attributes the per-runtime subscriptions filter on."""
-        attrs = {
-            "runtime": {"DataType": "String", "StringValue": self.runtime},
-            "priority": {"DataType": "String", "StringValue": self.priority.value},
-        }
+        priority = {"priority": {"DataType": "String", "StringValue": self.priority.value}}
+        if self.priority is Priority.HIGH:
+            # Addressed by ``runtime_high`` alone, so that only the runtime's high-priority subscription matches
+            # (a plain filter: the normal subscriptions keep theirs, and absent attributes stay normal).
+            return {"runtime_high": {"DataType": "String", "StringValue": self.runtime}, **priority}
+        attrs = {"runtime": {"DataType": "String", "StringValue": self.runtime}, **priority}
         if (model := self.sd_model_checkpoint) is not None:
             attrs["sd_model_checkpoint"] = {"DataType": "String", "StringValue": model}
         return attrs

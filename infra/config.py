@@ -620,23 +620,16 @@ def runtime_by_name(cfg: DeploymentConfig, name: str) -> RuntimeConfig:
 def runtime_filter_policy(cfg: DeploymentConfig, runtime: RuntimeConfig, *, high: bool = False) -> dict[str, Any]:
     """The SNS filter policy of a runtime's normal or high-priority subscription.
 
-    High: tasks for the runtime whose ``priority`` attribute is ``high``. Normal: everything else for the
-    runtime, including messages with no ``priority`` attribute at all (the replaced sample's publishers), and,
-    with ``legacyModelRouting``, the tasks routed on ``sd_model_checkpoint``.
+    High-priority tasks are published with the attribute ``runtime_high`` instead of ``runtime`` (see
+    ``QueueMessage.message_attributes``), so the normal policy stays what it always was: tasks for the runtime,
+    and with ``legacyModelRouting`` the ones routed on ``sd_model_checkpoint``, whoever published them.
     """
-    by_runtime: dict[str, Any] = dict(naming.runtime_filter_policy(runtime.name))
     if high:
-        return {**by_runtime, "priority": ["high"]}
-    routes = [by_runtime]
-    if runtime.legacy_model_routing:
-        routes.append({"sd_model_checkpoint": [runtime.model_filename]})
-    return {
-        "$or": [
-            {**route, "priority": [condition]}
-            for route in routes
-            for condition in ({"exists": False}, {"anything-but": ["high"]})
-        ]
-    }
+        return {"runtime_high": [runtime.name]}
+    by_runtime: dict[str, Any] = dict(naming.runtime_filter_policy(runtime.name))
+    if not runtime.legacy_model_routing:
+        return by_runtime
+    return {"$or": [by_runtime, {"sd_model_checkpoint": [runtime.model_filename]}]}
 
 
 def deep_merge(*layers: Mapping[str, Any]) -> dict[str, Any]:

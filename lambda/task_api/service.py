@@ -433,6 +433,7 @@ _SNS_TEXT_RE = re.compile("^[\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ff
 # Where each attribute's value comes from in the request, to name it in an error.
 _ATTRIBUTE_FIELDS = {
     "runtime": "task.metadata.runtime",
+    "runtime_high": "task.metadata.runtime",
     "priority": "task.metadata.priority",
     "sd_model_checkpoint": "task.content.override_settings.sd_model_checkpoint",
 }

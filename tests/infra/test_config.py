@@ -99,19 +99,10 @@ def test_two_runtime_config_and_helpers() -> None:
         runtime_by_name(cfg, "nope")
     assert [k.name for k in cfg.api.keys] == ["team-a", "team-b"] and cfg.input_buckets == ["sdtwo-inputs"]
     assert cfg.outputs.output_expiry_days == 7
-    normal = ({"exists": False}, {"anything-but": ["high"]})
-    assert runtime_filter_policy(cfg, runtime_by_name(cfg, "fast")) == {
-        "$or": [{**naming.runtime_filter_policy("fast"), "priority": [c]} for c in normal]
-    }
-    assert runtime_filter_policy(cfg, runtime_by_name(cfg, "fast"), high=True) == {
-        "runtime": ["fast"],
-        "priority": ["high"],
-    }
+    assert runtime_filter_policy(cfg, runtime_by_name(cfg, "fast")) == naming.runtime_filter_policy("fast")
+    assert runtime_filter_policy(cfg, runtime_by_name(cfg, "fast"), high=True) == {"runtime_high": ["fast"]}
     assert runtime_filter_policy(cfg, runtime_by_name(cfg, "webui")) == {
-        "$or": [
-            *({"runtime": ["webui"], "priority": [c]} for c in normal),
-            *({"sd_model_checkpoint": ["v1-5-pruned-emaonly.safetensors"], "priority": [c]} for c in normal),
-        ]
+        "$or": [{"runtime": ["webui"]}, {"sd_model_checkpoint": ["v1-5-pruned-emaonly.safetensors"]}]
     }
     assert cfg.kubernetes_version == "1.35"
     assert not cfg.cluster_components.is_arm

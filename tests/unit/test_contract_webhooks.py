@@ -109,7 +109,12 @@ def test_ttl_priority_and_fingerprints() -> None:
     assert message.expires_at == submitted + timedelta(seconds=60)
     assert not message.expired(submitted + timedelta(seconds=59))
     assert message.expired(submitted + timedelta(seconds=60))
-    assert message.message_attributes()["priority"] == {"DataType": "String", "StringValue": "high"}
+    # High: addressed to the runtime's high-priority subscription only.
+    assert message.message_attributes() == {
+        "runtime_high": {"DataType": "String", "StringValue": "rt"},
+        "priority": {"DataType": "String", "StringValue": "high"},
+    }
+    assert to_queue_message(plain).message_attributes()["runtime"]["StringValue"] == "rt"
     assert to_queue_message(plain).expires_at is None and not to_queue_message(plain).expired()
 
 
