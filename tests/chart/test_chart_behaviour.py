@@ -364,6 +364,16 @@ def test_user_provided_comfyui(rendered_sets: RenderCache) -> None:
     assert "readOnlyRootFilesystem" not in runtime["securityContext"]
     assert next(m for m in runtime["volumeMounts"] if m["name"] == "models")["mountPath"] == "/opt/ml/code/models"
     assert not out.of_kind("ScaledObject") and not out.of_kind("NodePool") and not out.of_kind("EC2NodeClass")
+    # The agent's ComfyUI guards: the node allowlist, and ComfyUI's folders shared so it removes each task's files.
+    env = out.env("queue-agent")
+    assert env["COMFYUI_ALLOWED_NODES"] == "@default,VHS_VideoCombine"
+    agent_io = {m["name"]: m["mountPath"] for m in out.container("queue-agent")["volumeMounts"]}
+    runtime_io = {m["name"]: m["mountPath"] for m in runtime["volumeMounts"]}
+    for folder in ("input", "output"):
+        volume = f"comfyui-{folder}"
+        assert env[f"COMFYUI_{folder.upper()}_DIR"] == agent_io[volume]
+        assert runtime_io[volume] == f"/opt/ComfyUI/{folder}"
+        assert "emptyDir" in next(v for v in out.pod_spec["volumes"] if v["name"] == volume)
 
 
 def _extra(runtime: dict[str, Any], *path: str) -> Any:
