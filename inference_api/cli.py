@@ -26,6 +26,10 @@ def _serve(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         compile=args.compile,
+        compile_mode=args.compile_mode,
+        fuse_qkv=args.fuse_qkv,
+        float8=args.float8,
+        sdxl_vae=Path(args.sdxl_vae) if args.sdxl_vae else None,
         channels_last=args.channels_last,
         max_batch=args.max_batch,
         batch_window_ms=args.batch_window_ms,
@@ -118,6 +122,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     s.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], help="default: fp16 on cuda, fp32 on cpu")
     s.add_argument("--compile", action="store_true", help="torch.compile the denoiser (slow first call)")
+    s.add_argument("--compile-mode", help='torch.compile mode, e.g. "max-autotune" (with --warmup)')
+    s.add_argument("--fuse-qkv", action="store_true", help="fuse attention QKV projections (off until measured)")
+    s.add_argument("--float8", action="store_true", help="torchao float8 dynamic quantisation (Hopper+, opt-in)")
+    s.add_argument("--sdxl-vae", help="fp16-safe VAE folder used for SDXL in fp16 instead of the fp32 upcast")
     cl = s.add_mutually_exclusive_group()
     cl.add_argument("--channels-last", dest="channels_last", action="store_true", default=None)
     cl.add_argument("--no-channels-last", dest="channels_last", action="store_false")

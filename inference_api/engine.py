@@ -47,7 +47,14 @@ class Engine:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.device = DeviceSettings.create(
-            settings.device, settings.dtype, channels_last=settings.channels_last, compile=settings.compile
+            settings.device,
+            settings.dtype,
+            channels_last=settings.channels_last,
+            compile=settings.compile,
+            compile_mode=settings.compile_mode,
+            fuse_qkv=settings.fuse_qkv,
+            float8=settings.float8,
+            sdxl_vae=settings.sdxl_vae,
         )
         self.worker = Worker()
         self.selection = ModelSelection(settings, self.device, self.worker)

@@ -19,6 +19,7 @@ file and the config folder to add (``/ready`` reports it).
 from __future__ import annotations
 
 import gc
+import importlib.util
 import json
 import logging
 import tempfile
@@ -64,10 +65,26 @@ class DeviceSettings:
     channels_last: bool = False
     compile: bool = False
     compile_mode: str | None = None
+    # GPU options that stay off until a benchmark on the target GPU shows their gain
+    # (``python -m benchmarks.gpu_runtime``): fused QKV projections, torchao float8 dynamic
+    # quantisation of the denoiser (Hopper and later), and an fp16-safe VAE for SDXL in fp16
+    # (a diffusers folder such as madebyollin's sdxl-vae-fp16-fix) instead of diffusers' fp32 upcast.
+    fuse_qkv: bool = False
+    float8: bool = False
+    sdxl_vae: Path | None = None
 
     @classmethod
     def create(
-        cls, device: str | None, dtype: str | None, *, channels_last: bool | None = None, compile: bool = False
+        cls,
+        device: str | None,
+        dtype: str | None,
+        *,
+        channels_last: bool | None = None,
+        compile: bool = False,
+        compile_mode: str | None = None,
+        fuse_qkv: bool = False,
+        float8: bool = False,
+        sdxl_vae: Path | None = None,
     ) -> DeviceSettings:
         resolved = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if resolved.startswith("cuda") and not torch.cuda.is_available():
@@ -77,7 +94,19 @@ class DeviceSettings:
         if chosen not in DTYPES:
             raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}")
         cl = resolved.startswith("cuda") if channels_last is None else channels_last
-        return cls(resolved, DTYPES[chosen], cl, compile)
+        if float8 and not _float8_capable(resolved):
+            raise ValueError("--float8 needs a CUDA GPU of compute capability 8.9 or later (Ada, Hopper) and torchao")
+        if sdxl_vae is not None and not (sdxl_vae / "config.json").is_file():
+            raise ValueError(f"--sdxl-vae {sdxl_vae}: not a diffusers VAE folder (no config.json)")
+        return cls(resolved, DTYPES[chosen], cl, compile, compile_mode, fuse_qkv, float8, sdxl_vae)
+
+
+def _float8_capable(device: str) -> bool:
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return False
+    if importlib.util.find_spec("torchao") is None:
+        return False
+    return torch.cuda.get_device_capability() >= (8, 9)
 
 
 @dataclass
@@ -196,8 +225,21 @@ def _lists_component(folder: Path, component: str) -> bool:
 
 def optimise(pipe: Any, settings: DeviceSettings) -> Any:
     """Device placement and the GPU speed-ups. SDPA attention is diffusers' default on torch 2."""
+    if settings.sdxl_vae is not None and hasattr(pipe, "text_encoder_2") and settings.dtype == torch.float16:
+        from diffusers import AutoencoderKL
+
+        pipe.vae = AutoencoderKL.from_pretrained(settings.sdxl_vae, torch_dtype=settings.dtype)
     pipe = pipe.to(settings.device)
     pipe.set_progress_bar_config(disable=True)
+    if settings.fuse_qkv and hasattr(pipe, "fuse_qkv_projections"):
+        pipe.fuse_qkv_projections()
+    if settings.float8:
+        from torchao.quantization import float8_dynamic_activation_float8_weight, quantize_
+
+        for name in ("unet", "transformer"):
+            module = getattr(pipe, name, None)
+            if isinstance(module, torch.nn.Module):
+                quantize_(module, float8_dynamic_activation_float8_weight())
     if settings.channels_last:
         for name in ("unet", "vae", "transformer"):
             module = getattr(pipe, name, None)

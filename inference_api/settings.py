@@ -13,6 +13,11 @@ class ServerSettings:
     device: str | None = None  # None: cuda when available, else cpu
     dtype: str | None = None  # None: fp16 on cuda, fp32 on cpu
     compile: bool = False
+    compile_mode: str | None = None  # e.g. "max-autotune" (with --warmup: one graph per batch size)
+    # Off until measured on the target GPU (python -m benchmarks.gpu_runtime).
+    fuse_qkv: bool = False
+    float8: bool = False
+    sdxl_vae: Path | None = None
     channels_last: bool | None = None  # None: on for cuda
     max_batch: int = 4
     # 0: an idle GPU starts at once; batches form from requests that queue while one runs.
