@@ -37,12 +37,15 @@ class Behavior:
     seed: int = 1234
     fail_first: int = 0  # answer 503 to this many generation calls first
     retry_after: float | None = None  # the Retry-After header (seconds) sent with every 503
+    transient_status: int = 503  # what a transient failure answers (503, or 500 as a crashing server would)
 
 
 @dataclass
 class Call:
     endpoint: str
-    started: float
+    started: float  # the request arrived
+    began: float = 0.0  # the (single) worker took it: before that it waited in the runtime's queue
+    done: float = 0.0  # the worker let go of it (free for the next call; its answer is still being sent)
     ended: float = 0.0
     status: int = 0
     payload: dict[str, Any] = field(default_factory=dict)
@@ -148,14 +151,15 @@ class FakeA1111:
         with self._guard:
             self.arrivals.append(str(payload.get("prompt", "")))
         async with self._busy:
-            call = Call(endpoint, request.state.arrived, payload=payload)
+            call = Call(endpoint, request.state.arrived, began=time.monotonic(), payload=payload)
             request.state.call = call  # _CallTimer sets call.ended once the response is sent
             with self._guard:
                 self.calls.append(call)
             status, body = await self._answer(endpoint, payload, call)
+            call.done = time.monotonic()
             call.status = status
             headers = {}
-            if status == 503 and self.behavior.retry_after is not None:
+            if status >= 500 and self.behavior.retry_after is not None:
                 headers["Retry-After"] = f"{self.behavior.retry_after:g}"
             return JSONResponse(body, status_code=status, headers=headers)
 
@@ -168,9 +172,9 @@ class FakeA1111:
             return 422, {"detail": [{"loc": ["body", "prompt"], "msg": "rejected by the fake", "type": "value_error"}]}
         if behavior.fail_first > 0:
             behavior.fail_first -= 1
-            return 503, {"error": "fake overload"}
+            return behavior.transient_status, {"error": "fake overload"}
         if behavior.transient_rate and self._rng.random() < behavior.transient_rate:
-            return 503, {"error": "fake overload"}
+            return behavior.transient_status, {"error": "fake overload"}
         bad = _undecodable_inputs(endpoint, payload)
         if bad:
             return 422, {"detail": f"not base64: {bad}"}
@@ -253,12 +257,29 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--transient-rate", type=float, default=0.0)
+    parser.add_argument("--transient-status", type=int, default=503)
+    parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args(argv)
-    fake = FakeA1111(Behavior(delay=args.delay))
+    behavior = Behavior(
+        delay=args.delay, transient_rate=args.transient_rate, transient_status=args.transient_status, seed=args.seed
+    )
+    fake = FakeA1111(behavior)
 
     async def calls(request: Request) -> Response:
         return JSONResponse(
-            [{"started": c.started, "ended": c.ended, "status": c.status} for c in fake.finished_calls() if c.ended]
+            [
+                {
+                    "started": c.started,
+                    "began": c.began,
+                    "done": c.done,
+                    "ended": c.ended,
+                    "status": c.status,
+                    "prompt": str(c.payload.get("prompt", "")),
+                }
+                for c in fake.finished_calls()
+                if c.ended
+            ]
         )
 
     async def reset(request: Request) -> Response:
