@@ -110,15 +110,16 @@ async def test_transient_failures_are_retried_until_every_job_completes(world: A
 
 
 async def test_job_three_times_longer_than_the_visibility_timeout_runs_once(aws_env, a1111: FakeA1111) -> None:
-    world = AgentWorld(aws_env.endpoint, visibility_timeout=2).create()
-    a1111.behavior = Behavior(delay=6.0)
+    # Beats every 0.3 s against a 3 s visibility: a beat may be 2.7 s late before anything reappears.
+    world = AgentWorld(aws_env.endpoint, visibility_timeout=3).create()
+    a1111.behavior = Behavior(delay=9.0)
     task_id = world.submit(task("long"))
-    async with running_agent(world.agent_env(a1111.base_url)) as agent:
-        await world.await_notifications(1, timeout=30)
-        assert agent.ctx.leases.extension == 2  # derived from the queue, not from a generous default
+    async with running_agent(world.agent_env(a1111.base_url, HEARTBEAT_INTERVAL_SECONDS="0.3")) as agent:
+        await world.await_notifications(1, timeout=60)
+        assert agent.ctx.leases.extension == 3  # derived from the queue, not from a generous default
     assert len(a1111.finished_calls()) == 1
     assert world.notes_per_task() == {task_id: 1}
-    assert world.notifications()[0]["timings"]["runtime"] >= 6.0
+    assert world.notifications()[0]["timings"]["runtime"] >= 9.0
     assert world.queue_counts() == (0, 0)
 
 

@@ -34,7 +34,8 @@ def _in_progress(fake: FakeA1111, for_at_least: float) -> str | None:
 def test_sigkill_mid_job_then_restart_completes_every_job_exactly_once(
     aws_env, a1111: FakeA1111, tmp_path: Path
 ) -> None:
-    world = AgentWorld(aws_env.endpoint, visibility_timeout=2).create()
+    # A visibility wide enough that a late beat on a loaded machine never lets a message reappear.
+    world = AgentWorld(aws_env.endpoint, visibility_timeout=5).create()
     a1111.behavior = Behavior(delay=1.5)
     ids = [world.submit(task(f"crash{i}")) for i in range(4)]
     env = world.agent_env(a1111.base_url)
