@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from inference_api import controlnet, embeddings, inpaint, lora, prompt_weights
+from inference_api import controlnet, embeddings, inpaint, lora, prompt_weights, vae
 from inference_api.catalog import ModelEntry
 from inference_api.loading import LoadedModel
 from inference_api.networks import NetworkFile, strip_tags
@@ -78,6 +78,7 @@ class GenerationJob:
     prompt_chunks: int = 1  # CLIP chunks the prompts encode to (SD 1.x/2.x): companions must agree
     infotext_extra: dict[str, Any] = field(default_factory=dict)  # more A1111 infotext items (hires...)
     control_units: list[controlnet.ControlUnit] = field(default_factory=list)
+    vae: NetworkFile | None = None  # sd_vae: None is the model's own
     submitted: float = field(default_factory=time.monotonic)
     control: JobControl = field(default_factory=JobControl, compare=False)
 
@@ -156,6 +157,7 @@ def run_batch(
     pipe = _pipeline(loaded, lead)
     notes = _set_scheduler(pipe, loaded, lead.sampler)
     notes += lora.apply(pipe, loaded.lora_state, list(lead.loras))
+    notes += _apply_vae(pipe, loaded, lead)
     lookups: list[prompt_weights.EmbeddingLookup | None] = []
     if lead.embeddings and prompt_weights.supports(pipe, set(inspect.signature(pipe.__call__).parameters)):
         lookups, skipped = embeddings.lookups(pipe, lead.embeddings)
@@ -253,6 +255,17 @@ def _pipeline(loaded: LoadedModel, lead: GenerationJob) -> Any:
             loaded.controlnets[key] = controlnet.load_model(unit.path, base.unet)
         models.append(loaded.controlnets[key])
     return controlnet.pipeline(base, lead.task, models)
+
+
+def _apply_vae(pipe: Any, loaded: LoadedModel, lead: GenerationJob) -> list[str]:
+    if getattr(pipe, "vae", None) is None:
+        return []
+    try:
+        vae.apply(pipe, loaded.vae_state, lead.vae.path if lead.vae else None)
+    except ValueError as exc:
+        vae.apply(pipe, loaded.vae_state, None)
+        return [f"sd_vae: {exc}; the model's own VAE used"]
+    return []
 
 
 def _set_scheduler(pipe: Any, loaded: LoadedModel, choice: SamplerChoice) -> list[str]:

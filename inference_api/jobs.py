@@ -11,7 +11,7 @@ from typing import Any
 from PIL import Image
 
 from contract import FieldIssue
-from inference_api import controlnet, inpaint
+from inference_api import controlnet, inpaint, vae
 from inference_api.catalog import ModelEntry
 from inference_api.embeddings import mentioned
 from inference_api.errors import InvalidRequest, NotReady, invalid
@@ -91,6 +91,13 @@ def build_job(
     )
     job.loras, job.notes = resolve_loras([req.prompt, req.negative_prompt], networks)
     job.control_units, job.notes = control_units, [*job.notes, *control_notes]
+    vae_name = settings.get("sd_vae")
+    if isinstance(vae_name, str) and not vae.wants_own(vae_name):
+        job.vae = networks.find_vae(vae_name) if networks is not None else None
+        if job.vae is None:
+            job.notes.append(f"sd_vae {vae_name!r} not found in VAE/; the model's own VAE used")
+        else:
+            job.infotext_extra["VAE"] = job.vae.path.name
     for i, unit in enumerate(control_units):  # as the extension writes it
         described = f"Module: none, Model: {unit.model}, Weight: {unit.weight}, "
         described += f"Guidance Start: {unit.start}, Guidance End: {unit.end}"
@@ -229,7 +236,7 @@ def info_json(
         "face_restoration_model": None,
         "sd_model_name": job.model.model_name,
         "sd_model_hash": None,
-        "sd_vae_name": None,
+        "sd_vae_name": job.vae.path.name if job.vae else None,
         "sd_vae_hash": None,
         "seed_resize_from_w": -1,
         "seed_resize_from_h": -1,

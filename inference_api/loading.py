@@ -41,6 +41,7 @@ from inference_api.single_file import (
 )
 from inference_api.single_file import write_config_folder as write_family_config
 from inference_api.tasks import TaskKind
+from inference_api.vae import VaeState
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class LoadedModel:
     base_scheduler_config: dict[str, Any]
     lora_state: LoraState = field(default_factory=LoraState)  # LoRAs merged into the weights now
     controlnets: dict[str, Any] = field(default_factory=dict)  # ControlNet models loaded for it, by path
+    vae_state: VaeState = field(default_factory=VaeState)  # which VAE weights are loaded (sd_vae)
     _derived: dict[TaskKind, Any] = field(default_factory=dict)
 
     def pipeline(self, task: TaskKind) -> Any:
@@ -140,6 +142,7 @@ class LoadedModel:
         self._derived.clear()
         self.lora_state = LoraState()
         self.controlnets.clear()
+        self.vae_state = VaeState()
         self.text2img = None
 
 

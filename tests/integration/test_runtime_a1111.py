@@ -23,6 +23,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     from inference_api.embeddings import build_tiny_embedding
     from inference_api.lora import build_tiny_lora
     from inference_api.tiny import build_tiny_model
+    from inference_api.vae import build_tiny_vae
 
     root = tmp_path_factory.mktemp("a1111")
     models = root / "models"
@@ -35,6 +36,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         build_tiny_embedding(models / TINY, models / "embeddings" / f"{name}.safetensors", seed=5)
     build_tiny_embedding(models / TINY_XL, models / "embeddings" / "xl-emb.safetensors", seed=6)
     build_tiny_controlnet(models / TINY, models / "ControlNet" / "tiny-cn", seed=1)
+    build_tiny_vae(models / TINY, models / "VAE" / "tiny-vae.safetensors", seed=4)
     build_tiny_controlnet(models / TINY, models / "ControlNet" / "tiny-cn-b", seed=2)
     build_tiny_controlnet(models / TINY_XL, models / "ControlNet" / "tiny-xl-cn", seed=3)
     with serve_subprocess(models, root / "server.log", "--default-model", TINY, "--cache-size", "2") as running:
@@ -265,3 +267,23 @@ def test_controlnet_refuses_preprocessors_and_unknown_models(server: RunningServ
         "tiny-cn-b",
         "tiny-xl-cn",
     ]
+
+
+def test_sd_vae_swaps_the_vae_and_automatic_restores_it(server: RunningServer) -> None:
+    plain = image(server)
+    body = generate(server, override_settings={"sd_vae": "tiny-vae.safetensors"})
+    swapped = np.asarray(decode_png(body["images"][0]).convert("RGB"), dtype=np.int16)
+    assert not np.array_equal(swapped, plain)
+    info = json.loads(body["info"])
+    assert info["sd_vae_name"] == "tiny-vae.safetensors" and "VAE: tiny-vae.safetensors" in info["infotexts"][0]
+    assert np.array_equal(image(server, override_settings={"sd_vae": "Automatic"}), plain)
+    assert np.array_equal(image(server), plain)
+    # The server option works as the override does; an unknown name keeps the model's VAE, with a note.
+    assert server.client.post("/sdapi/v1/options", json={"sd_vae": "tiny-vae"}).status_code == 200
+    try:
+        assert np.array_equal(image(server), swapped)
+    finally:
+        server.client.post("/sdapi/v1/options", json={"sd_vae": "Automatic"})
+    unknown = generate(server, override_settings={"sd_vae": "nope.safetensors"})
+    assert "not found" in " ".join(notes(unknown))
+    assert [v["model_name"] for v in server.client.get("/sdapi/v1/sd-vae").json()] == ["tiny-vae.safetensors"]
