@@ -101,7 +101,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.get("/sdapi/v1/sd-models", response_model=list[SDModelItem])
     async def sd_models() -> list[dict[str, Any]]:
-        return [m.describe() for m in engine.selection.catalog.models]
+        return [m.describe(engine.selection.hashes.get(m.name)) for m in engine.selection.catalog.models]
 
     @app.post("/sdapi/v1/refresh-checkpoints")
     async def refresh_checkpoints() -> None:

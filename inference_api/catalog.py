@@ -42,15 +42,26 @@ class ModelEntry:
     def title(self) -> str:
         return self.name
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, sha256: str | None = None) -> dict[str, Any]:
+        """``sd-models`` item; ``sha256`` of a single file once known (A1111's ``hash`` is its first 10 digits)."""
         return {
             "title": self.title,
             "model_name": self.model_name,
-            "hash": None,
-            "sha256": None,
+            "hash": sha256[:10] if sha256 else None,
+            "sha256": sha256,
             "filename": str(self.path),
             "config": None,
         }
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

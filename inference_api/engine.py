@@ -177,6 +177,9 @@ class Engine:
             except InferenceError as exc:
                 model, issues = None, exc.fields
         job = build_job(req, task, model, issues, self.options.values, self.networks)
+        model_hash = self.selection.hashes.get(job.model.name)
+        if model_hash:
+            job.infotext_extra["Model hash"] = model_hash[:10]
         loaded = self.selection.cache.peek(job.model.name)
         if loaded is not None and loaded.text2img is not None:
             job.prompt_chunks = prompt_chunks(loaded.text2img, [*job.prompts[:1], *job.negative_prompts[:1]])

@@ -235,7 +235,7 @@ def info_json(
         "restore_faces": False,
         "face_restoration_model": None,
         "sd_model_name": job.model.model_name,
-        "sd_model_hash": None,
+        "sd_model_hash": job.infotext_extra.get("Model hash"),
         "sd_vae_name": job.vae.path.name if job.vae else None,
         "sd_vae_hash": None,
         "seed_resize_from_w": -1,

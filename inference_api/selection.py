@@ -13,7 +13,7 @@ import time
 import torch
 
 from inference_api.cache import LruCache
-from inference_api.catalog import Catalog, ModelEntry
+from inference_api.catalog import Catalog, ModelEntry, file_sha256
 from inference_api.containment import PipelineState, is_out_of_memory, release_memory
 from inference_api.errors import InferenceError, ModelLoadFailed, NotReady, OutOfMemory, invalid_field
 from inference_api.loading import DeviceSettings, LoadedModel, free, load_model
@@ -33,6 +33,7 @@ class ModelSelection:
         self._baselines: dict[str, PipelineState] = {}
         # Models loaded since start (or the last unload): one evicted since is reloaded on demand, at once.
         self._loaded_once: set[str] = set()
+        self.hashes: dict[str, str] = {}  # single-file model name -> sha256, computed after its first load
         self._lock = threading.Lock()
         self._current: ModelEntry | None = None
         self.load_error: str | None = None
@@ -82,9 +83,18 @@ class ModelSelection:
         self._baselines[entry.name] = PipelineState.capture(loaded.text2img.components)
         self.cache.put(entry.name, loaded, time.monotonic() - started)
         self._loaded_once.add(entry.name)
+        if entry.kind == "single_file" and entry.name not in self.hashes:
+            # As A1111 hashes a checkpoint when it loads it; off the worker (the file is in the page cache now).
+            threading.Thread(target=self._hash, args=(entry,), name="model-hash", daemon=True).start()
         self.load_error = None
         log.info("loaded %s in %.2fs", entry.name, time.monotonic() - started)
         return loaded
+
+    def _hash(self, entry: ModelEntry) -> None:
+        try:
+            self.hashes[entry.name] = file_sha256(entry.path)
+        except OSError:
+            log.warning("could not hash %s", entry.name)
 
     def _evicted(self, loaded: LoadedModel) -> None:
         self._baselines.pop(loaded.entry.name, None)

@@ -458,3 +458,22 @@ def test_extreme_aspect_ratio_crop_to_fit_is_refused_not_allocated(server: Runni
     )
     assert response.status_code == 200, response.text
     assert server.client.get("/health").json() == {"status": "ok"}
+
+
+def test_single_file_models_get_a1111_short_hashes_once_loaded(server: RunningServer) -> None:
+    import hashlib
+
+    body = txt2img(server, override_settings={"sd_model_checkpoint": TINY_SINGLE})
+    path = next(m["filename"] for m in server.client.get("/sdapi/v1/sd-models").json() if m["title"] == TINY_SINGLE)
+    expected = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+    def listed() -> dict[str, Any] | None:
+        items = server.client.get("/sdapi/v1/sd-models").json()
+        item = next(m for m in items if m["title"] == TINY_SINGLE)
+        return item if item["sha256"] else None
+
+    item = wait_until(listed, what="the single file's hash")
+    assert item["sha256"] == expected and item["hash"] == expected[:10]
+    body = txt2img(server, override_settings={"sd_model_checkpoint": TINY_SINGLE})
+    info = json.loads(body["info"])
+    assert info["sd_model_hash"] == expected[:10] and f"Model hash: {expected[:10]}" in info["infotexts"][0]
