@@ -177,6 +177,11 @@ def unsupported_notes(req: GenerationRequest) -> list[str]:
         notes.append("variation seeds (subseed_strength) are not supported")
     if req.restore_faces or req.tiling:
         notes.append("restore_faces and tiling are not supported")
+    extra = req.model_extra or {}
+    for name in ("refiner_checkpoint", "hr_checkpoint_name"):
+        value = extra.get(name)
+        if isinstance(value, str) and value and value.lower() != "none":
+            notes.append(f"{name} is not supported; the whole generation used one model")
     return notes
 
 

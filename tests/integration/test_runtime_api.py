@@ -378,9 +378,11 @@ def test_helpers_write_models_where_expected(tmp_path: Path) -> None:
 
 
 def test_unsupported_a1111_features_are_noted_not_fatal(server: RunningServer) -> None:
-    body = txt2img(server, alwayson_scripts={"AnimateDiff": {"args": []}}, styles=["cinematic"])
+    body = txt2img(
+        server, alwayson_scripts={"AnimateDiff": {"args": []}}, styles=["cinematic"], refiner_checkpoint=TINY_B
+    )
     notes = " ".join(json.loads(body["info"])["extra_generation_params"]["notes"])
-    assert "AnimateDiff" in notes and "styles" in notes
+    assert "AnimateDiff" in notes and "styles" in notes and "refiner_checkpoint" in notes
 
 
 def test_a_script_the_runtime_does_not_run_is_refused_not_ignored(server: RunningServer) -> None:
