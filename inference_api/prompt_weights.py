@@ -20,7 +20,6 @@ longer companion imposes, padded with empty chunks as A1111's ``pad_cond_uncond`
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -335,4 +334,5 @@ def _forward_with_embeds(encoder: Any, input_ids: torch.Tensor, inputs_embeds: t
 
 
 def chunks_needed(tokenizer: Any, text: str) -> int:
-    return max(1, math.ceil(token_count(tokenizer, text) / CHUNK))
+    """The 75-token chunks ``text`` encodes to (``BREAK`` and comma back-tracking included)."""
+    return len(tokenize(tokenizer, text).chunks)

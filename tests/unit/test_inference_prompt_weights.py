@@ -9,6 +9,7 @@ from inference_api.architectures import TINY_SD, TINY_SDXL
 from inference_api.builder import build_pipeline
 from inference_api.prompt_weights import (
     CHUNK,
+    chunks_needed,
     condition,
     encoder_specs,
     parse_attention,
@@ -70,6 +71,7 @@ def test_chunks_break_and_comma_backtrack(sd: object) -> None:
     weighted = tokenize(tokenizer, "(cat:1.5) dog")
     assert weighted.chunks[0].weights[:2] == [1.5, 1.0]
     assert token_count(tokenizer, "cat dog") == 2
+    assert chunks_needed(tokenizer, "cat BREAK dog") == 2 and chunks_needed(tokenizer, "cat BREAK") == 1
 
 
 def test_weight_one_is_the_plain_prompt_and_other_weights_are_not(sd: object) -> None:
