@@ -37,12 +37,16 @@ class RuntimeWiring:
     stack_name: str
     cluster_name: str
     queue_url: str
+    # The runtime's high-priority queue (read first by the agent; KEDA scales on the sum of both).
+    high_queue_url: str
     results_topic_arn: str
     output_bucket: str
     status_table: str
     model_bucket: str
     service_account: str
     node_role_name: str
+    # The Secrets Manager secret whose value signs webhooks (whsec_<value>).
+    webhook_secret_arn: str
     # None where extraValues names its own image (then nothing is built).
     agent_image: Image | None
     # Our diffusers runtime image; None for sdwebui/comfyui, which run the community images.
@@ -81,6 +85,8 @@ def chart_values(config: DeploymentConfig, runtime: RuntimeConfig, wiring: Runti
             "serviceAccountName": wiring.service_account,
             "queueAgent": {
                 "sqsQueueUrl": wiring.queue_url,
+                "sqsHighQueueUrl": wiring.high_queue_url,
+                "webhookSecretArn": wiring.webhook_secret_arn,
                 "snsTopicArn": wiring.results_topic_arn,
                 "s3Bucket": wiring.output_bucket,
                 "statusTable": wiring.status_table,
@@ -127,12 +133,15 @@ def placeholder_wiring(config: DeploymentConfig, runtime: RuntimeConfig) -> Runt
         cluster_name=naming.cluster_name(config.stack_name),
         queue_url=f"https://sqs.{region}.amazonaws.com/{account}/"
         + naming.runtime_queue(config.stack_name, runtime.name),
+        high_queue_url=f"https://sqs.{region}.amazonaws.com/{account}/"
+        + naming.runtime_high_queue(config.stack_name, runtime.name),
         results_topic_arn=f"arn:aws:sns:{region}:{account}:{naming.results_topic(config.stack_name)}",
         output_bucket=f"{config.stack_name.lower()}-outputs",
         status_table=naming.status_table(config.stack_name),
         model_bucket=config.model_bucket_name,
         service_account=naming.runtime_service_account(runtime.name),
         node_role_name=f"{config.stack_name}-karpenter-node",
+        webhook_secret_arn=f"arn:aws:secretsmanager:{region}:{account}:secret:WebhookSecret-AbCdEf",
         agent_image=Image(f"{account}.dkr.ecr.{region}.amazonaws.com/queue-agent", "0" * 64),
         runtime_image=Image(f"{account}.dkr.ecr.{region}.amazonaws.com/inference-api", "0" * 64),
     )

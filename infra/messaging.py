@@ -1,4 +1,5 @@
-"""Tasks topic -> one queue (+ DLQ) per runtime, filtered on the `runtime` attribute; results topic."""
+"""Tasks topic -> two queues (normal, high priority) and one DLQ per runtime, filtered on the `runtime` and
+`priority` attributes; results topic."""
 
 from __future__ import annotations
 
@@ -20,8 +21,16 @@ from infra.config import DeploymentConfig, RuntimeConfig, runtime_filter_policy
 class RuntimeQueue:
     runtime: RuntimeConfig
     queue: sqs.Queue
+    # Tasks with the message attribute priority=high; the agent reads it before ``queue``.
+    high_queue: sqs.Queue
     dlq: sqs.Queue
     subscription: sns.Subscription
+    high_subscription: sns.Subscription
+
+    @property
+    def task_queues(self) -> tuple[sqs.Queue, sqs.Queue]:
+        """The queues the runtime consumes (and KEDA scales on): normal, then high priority."""
+        return (self.queue, self.high_queue)
 
 
 class Messaging(Construct):
@@ -93,20 +102,25 @@ class Messaging(Construct):
             enforce_ssl=True,
             **encryption,  # type: ignore[arg-type]
         )
-        queue = sqs.Queue(
-            scope,
-            "Queue",
-            queue_name=naming.runtime_queue(stack, runtime.name),
-            visibility_timeout=Duration.seconds(config.queue.visibility_timeout),
-            retention_period=Duration.days(config.queue.retention_days),
-            # Long polling by default: an idle fleet costs fewer empty receives.
-            receive_message_wait_time=Duration.seconds(20),
-            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=config.queue.max_receive_count, queue=dlq),
-            enforce_ssl=True,
-            **encryption,  # type: ignore[arg-type]
-        )
+        # Both task queues share the settings and the dead-letter queue: a task exhausts its receives the same way
+        # whatever its priority, and one DLQ consumer settles it.
+        queues = {
+            high: sqs.Queue(
+                scope,
+                "HighQueue" if high else "Queue",
+                queue_name=(naming.runtime_high_queue if high else naming.runtime_queue)(stack, runtime.name),
+                visibility_timeout=Duration.seconds(config.queue.visibility_timeout),
+                retention_period=Duration.days(config.queue.retention_days),
+                # Long polling by default: an idle fleet costs fewer empty receives.
+                receive_message_wait_time=Duration.seconds(20),
+                dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=config.queue.max_receive_count, queue=dlq),
+                enforce_ssl=True,
+                **encryption,  # type: ignore[arg-type]
+            )
+            for high in (False, True)
+        }
         if self.queue_key is None:
-            for q in (queue, dlq):
+            for q in (*queues.values(), dlq):
                 checkov.skip(
                     q,
                     {
@@ -114,11 +128,26 @@ class Messaging(Construct):
                         "not recognise; queue.kmsEncryption switches to a customer key.",
                     },
                 )
+        subscriptions = {high: self._subscribe(config, runtime, queue, high=high) for high, queue in queues.items()}
+        return RuntimeQueue(
+            runtime=runtime,
+            queue=queues[False],
+            high_queue=queues[True],
+            dlq=dlq,
+            subscription=subscriptions[False],
+            high_subscription=subscriptions[True],
+        )
+
+    def _subscribe(
+        self, config: DeploymentConfig, runtime: RuntimeConfig, queue: sqs.Queue, *, high: bool
+    ) -> sns.Subscription:
+        # SqsSubscription also writes the queue policy letting this topic (only) send to the queue, and, with a
+        # customer key, lets SNS use that key.
         subscription = self.tasks_topic.add_subscription(subs.SqsSubscription(queue, raw_message_delivery=True))
-        # The L2 filter type cannot express the sample's `$or` legacy routing, so the policy is set on the
-        # CloudFormation resource directly; the same code path serves the plain `runtime` filter.
+        # The L2 filter type cannot express the `$or` of the normal queue's filter (legacy routing, no priority
+        # attribute), so the policy is set on the CloudFormation resource directly, for both queues alike.
         cfn = subscription.node.default_child
         assert isinstance(cfn, sns.CfnSubscription)
-        cfn.filter_policy = runtime_filter_policy(config, runtime)
+        cfn.filter_policy = runtime_filter_policy(config, runtime, high=high)
         cfn.filter_policy_scope = "MessageAttributes"
-        return RuntimeQueue(runtime=runtime, queue=queue, dlq=dlq, subscription=subscription)
+        return subscription

@@ -1,4 +1,5 @@
-"""CloudWatch dashboard and alarms: queue age, DLQ depth, failed deliveries and agent errors, Lambda errors."""
+"""CloudWatch dashboard and alarms: queue age (normal and high priority), DLQ depth, failed deliveries and agent
+errors, Lambda errors."""
 
 from __future__ import annotations
 
@@ -76,19 +77,35 @@ class Observability(Construct):
         limit = observed.config.observability.oldest_message_alarm_seconds
         for rq in observed.queues:
             name = rq.runtime.name
-            age = rq.queue.metric_approximate_age_of_oldest_message(period=_PERIOD, statistic="Maximum")
-            depth = rq.queue.metric_approximate_number_of_messages_visible(period=_PERIOD, statistic="Maximum")
-            in_flight = rq.queue.metric_approximate_number_of_messages_not_visible(period=_PERIOD, statistic="Maximum")
+            widgets: dict[str, list[cw.IMetric]] = {"depth": [], "age": []}
+            # The normal queue keeps its construct ids; the high-priority one gets its own alarm (its tasks wait
+            # only for a free GPU, so age there is the first sign of missing capacity).
+            for label, queue, alarm_id in (
+                ("normal", rq.queue, f"OldestMessage-{name}"),
+                ("high", rq.high_queue, f"OldestHighMessage-{name}"),
+            ):
+                age = queue.metric_approximate_age_of_oldest_message(period=_PERIOD, statistic="Maximum")
+                self._alarm(
+                    alarm_id,
+                    age,
+                    limit,
+                    f"Runtime {name}: a {label}-priority task has waited {limit}s or more "
+                    "(no capacity, or workers failing).",
+                )
+                # A label makes CloudFormation render an alarm as a metric query, so only the graph gets one.
+                widgets["age"].append(age.with_(label=f"{label}: oldest"))
+                widgets["depth"] += [
+                    queue.metric_approximate_number_of_messages_visible(
+                        period=_PERIOD, statistic="Maximum", label=f"{label}: waiting"
+                    ),
+                    queue.metric_approximate_number_of_messages_not_visible(
+                        period=_PERIOD, statistic="Maximum", label=f"{label}: in flight"
+                    ),
+                ]
             dlq_depth = rq.dlq.metric_approximate_number_of_messages_visible(period=_PERIOD, statistic="Maximum")
             # The dead-letter consumer takes each dead letter off the DLQ within seconds (it fails and announces the
             # task, and keeps the message for `sdq redrive`), so the depth rarely shows one: count receives instead.
             dead_letters = rq.dlq.metric_number_of_messages_received(period=_PERIOD, statistic="Sum")
-            self._alarm(
-                f"OldestMessage-{name}",
-                age,
-                limit,
-                f"Runtime {name}: a task has waited {limit}s or more (no capacity, or workers failing).",
-            )
             self._alarm(
                 f"DeadLetters-{name}",
                 dead_letters,
@@ -97,7 +114,7 @@ class Observability(Construct):
                 "(failed and announced by the dead-letter consumer; retry them with `sdq redrive`).",
             )
             self.dashboard.add_widgets(
-                cw.GraphWidget(title=f"{name}: queue", left=[depth, in_flight], right=[age], width=12),
+                cw.GraphWidget(title=f"{name}: queues", left=widgets["depth"], right=widgets["age"], width=12),
                 cw.GraphWidget(title=f"{name}: dead letters", left=[dead_letters, dlq_depth], width=12),
             )
 

@@ -21,6 +21,7 @@ from infra.cluster import Cluster, pod_identity_role
 from infra.config import DeploymentConfig
 from infra.images import build_image
 from infra.messaging import RuntimeQueue
+from infra.webhooks import WebhookSecret
 
 CHART_DIR = Path(__file__).resolve().parent.parent / "charts" / "sd-on-eks"
 CHART_NAME = "sd-on-eks"
@@ -44,6 +45,7 @@ class SharedResources:
     queue_key: kms.IKey | None
     output_bucket: s3.IBucket
     status_table: dynamodb.ITable
+    webhook_secret: WebhookSecret
 
 
 class Runtimes(Construct):
@@ -87,7 +89,8 @@ class Runtimes(Construct):
                     "sqs:GetQueueAttributes",
                     "sqs:GetQueueUrl",
                 ],
-                resources=[runtime_queue.queue.queue_arn],
+                # The normal queue and the high-priority one, which the agent reads first.
+                resources=[q.queue_arn for q in runtime_queue.task_queues],
             ),
             iam.PolicyStatement(
                 sid="PublishResults", actions=["sns:Publish"], resources=[shared.results_topic.topic_arn]
@@ -112,6 +115,7 @@ class Runtimes(Construct):
                 actions=["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"],
                 resources=[shared.status_table.table_arn],
             ),
+            shared.webhook_secret.read_statement(),
             iam.PolicyStatement(
                 sid="Tracing",
                 actions=[
@@ -158,6 +162,8 @@ class Runtimes(Construct):
             stack_name=Aws.STACK_NAME,
             cluster_name=cluster.name,
             queue_url=runtime_queue.queue.queue_url,
+            high_queue_url=runtime_queue.high_queue.queue_url,
+            webhook_secret_arn=shared.webhook_secret.arn,
             results_topic_arn=shared.results_topic.topic_arn,
             output_bucket=shared.output_bucket.bucket_name,
             status_table=shared.status_table.table_name,

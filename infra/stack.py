@@ -17,6 +17,7 @@ from infra.network import Network
 from infra.observability import Observability, ObservedResources
 from infra.runtimes import Runtimes, SharedResources
 from infra.storage import Storage
+from infra.webhooks import WebhookSecret
 
 
 class SdAsyncStack(Stack):
@@ -55,8 +56,13 @@ class SdAsyncStack(Stack):
         )
         network = Network(self, "Network", config=config.network, discovery_tag=naming.cluster_name(config.stack_name))
         cluster = Cluster(
-            self, "Eks", config=config, vpc=network.vpc, scaled_queues=[q.queue for q in messaging.queues]
+            self,
+            "Eks",
+            config=config,
+            vpc=network.vpc,
+            scaled_queues=[q for rq in messaging.queues for q in rq.task_queues],
         )
+        webhook_secret = WebhookSecret(self, "Webhooks", stack_name=config.stack_name)
         runtimes = Runtimes(
             self,
             "Runtimes",
@@ -68,6 +74,7 @@ class SdAsyncStack(Stack):
                 queue_key=messaging.queue_key,
                 output_bucket=storage.output_bucket,
                 status_table=api.table,
+                webhook_secret=webhook_secret,
             ),
             queues=messaging.queues,
         )
@@ -85,6 +92,7 @@ class SdAsyncStack(Stack):
             ),
         )
         self.messaging, self.storage, self.api, self.cluster, self.runtimes = messaging, storage, api, cluster, runtimes
+        self.webhook_secret = webhook_secret
         self._outputs()
 
     def _outputs(self) -> None:
@@ -101,6 +109,10 @@ class SdAsyncStack(Stack):
             "OutputBucket": (self.storage.output_bucket.bucket_name, "Generated images and .out files"),
             "StatusTable": (api.table.table_name, "Task status records"),
             "ClusterName": (self.cluster.name, "EKS cluster"),
+            "WebhookSecretCommand": (
+                self.webhook_secret.command(),
+                "Prints the secret that signs task webhooks (whsec_...); receivers verify signatures with it",
+            ),
         }
         # The replaced sample's output names, which its scripts read: the same values under the old names.
         # FrontApiEndpoint has no trailing slash, so that its "{endpoint}/v1alpha2/" has no doubled slash.
@@ -134,6 +146,10 @@ class SdAsyncStack(Stack):
             outputs["ConfigCommand"] = (kubeconfig, "Configures kubectl (the replaced sample's name)")
         for rq in messaging.queues:
             outputs[f"QueueUrl{_pascal(rq.runtime.name)}"] = (rq.queue.queue_url, f"Task queue of {rq.runtime.name}")
+            outputs[f"HighQueueUrl{_pascal(rq.runtime.name)}"] = (
+                rq.high_queue.queue_url,
+                f"High-priority task queue of {rq.runtime.name} (metadata.priority: high)",
+            )
             outputs[f"DlqUrl{_pascal(rq.runtime.name)}"] = (rq.dlq.queue_url, f"Dead-letter queue of {rq.runtime.name}")
         for output_id, (value, description) in outputs.items():
             CfnOutput(self, output_id, value=value, description=description)

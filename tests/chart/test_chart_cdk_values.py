@@ -24,6 +24,7 @@ from tests.chart.harness import (
     ValueSet,
     config_sources,
     is_builtin,
+    scaling_modifier_errors,
     tolerates,
     validate_builtin,
     validate_crds,
@@ -55,12 +56,14 @@ def _wiring(config: DeploymentConfig, runtime: RuntimeConfig) -> RuntimeWiring:
         stack_name=stack,
         cluster_name=naming.cluster_name(stack),
         queue_url=f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{naming.runtime_queue(stack, runtime.name)}",
+        high_queue_url=f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{naming.runtime_high_queue(stack, runtime.name)}",
         results_topic_arn=f"arn:aws:sns:{REGION}:{ACCOUNT}:{naming.results_topic(stack)}",
         output_bucket=naming.output_bucket(stack, ACCOUNT, REGION),
         status_table=naming.status_table(stack),
         model_bucket=config.model_bucket_name,
         service_account=naming.runtime_service_account(runtime.name),
         node_role_name=f"{stack}-karpenter-node",
+        webhook_secret_arn=f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:WebhooksSecret-AbCdEf",
         agent_image=Image(f"{ecr}/cdk-assets", "agent0123"),
         runtime_image=Image(f"{ecr}/cdk-assets", "runtime0123") if runtime.type == "diffusers" else None,
     )
@@ -99,6 +102,7 @@ def test_objects_valid(cdk_release: CdkRelease) -> None:
     assert {d["kind"] for d in crds} == {"ScaledObject", "TriggerAuthentication", "NodePool", "EC2NodeClass"}
     status, results = validate_crds(crds)
     assert status == 0, [r for r in results if not r["valid"]]
+    assert scaling_modifier_errors(cdk_release.rendered.one("ScaledObject")) == []
 
 
 def test_release_matches_the_identity_the_cdk_created(cdk_release: CdkRelease) -> None:
@@ -110,6 +114,14 @@ def test_release_matches_the_identity_the_cdk_created(cdk_release: CdkRelease) -
     assert out.pod_spec["serviceAccountName"] == account["metadata"]["name"]
     settings = load_settings(out.env("queue-agent"))
     assert settings.runtime_name == runtime.name and settings.runtime_type.value == runtime.type
+    # The agent reads the high-priority queue the CDK created beside the normal one; KEDA scales on both.
+    assert settings.high_queue_url and settings.high_queue_url.endswith(
+        "/" + naming.runtime_high_queue(cdk_release.stack, runtime.name)
+    )
+    scaled = out.one("ScaledObject")["spec"]
+    assert [t["metadata"]["queueURL"] for t in scaled["triggers"]] == [settings.queue_url, settings.high_queue_url]
+    assert scaled["advanced"]["scalingModifiers"]["formula"] == "normal + high"
+    assert settings.webhook_secret_arn and settings.webhook_secret_arn.startswith("arn:aws:secretsmanager:")
     # Nodes launch into the subnets the network stack tags for this cluster.
     subnets = out.one("EC2NodeClass")["spec"]["subnetSelectorTerms"]
     assert subnets == [{"tags": {"karpenter.sh/discovery": naming.cluster_name(cdk_release.stack)}}]

@@ -35,6 +35,17 @@ def queue_ids(synth: Synth, runtime: str) -> tuple[str, str]:
     )
 
 
+def high_queue_id(synth: Synth, runtime: str) -> str:
+    return logical_id_of(
+        synth, "AWS::SQS::Queue", QueueName=naming.runtime_high_queue(synth.config.stack_name, runtime)
+    )
+
+
+def webhook_secret_id(synth: Synth) -> str:
+    (lid,) = synth.of_type("AWS::SecretsManager::Secret")
+    return lid
+
+
 def policy_statements(synth: Synth) -> list[tuple[str, dict[str, Any]]]:
     """(owner logical id, statement) for every identity policy: AWS::IAM::Policy and inline role policies."""
     found = []
@@ -117,11 +128,11 @@ def test_topics_are_named_encrypted_and_tls_only(any_synth: Synth) -> None:
             assert ":cloudwatch:" in source_arn and ":alarm:*" in source_arn
 
 
-def test_one_queue_and_dlq_per_runtime(any_synth: Synth) -> None:
+def test_two_task_queues_and_one_dlq_per_runtime(any_synth: Synth) -> None:
     cfg = any_synth.config
     names = runtime_names(cfg)
-    # Plus Karpenter's interruption queue.
-    assert len(any_synth.of_type("AWS::SQS::Queue")) == 2 * len(names) + 1
+    # Normal and high-priority queues and their DLQ, plus Karpenter's interruption queue.
+    assert len(any_synth.of_type("AWS::SQS::Queue")) == 3 * len(names) + 1
     for runtime in names:
         queue_id, dlq_id = queue_ids(any_synth, runtime)
         queue = any_synth.resources[queue_id]["Properties"]
@@ -129,9 +140,15 @@ def test_one_queue_and_dlq_per_runtime(any_synth: Synth) -> None:
         assert queue["MessageRetentionPeriod"] == cfg.queue.retention_days * 86400
         assert queue["RedrivePolicy"]["maxReceiveCount"] == cfg.queue.max_receive_count
         assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [dlq_id, "Arn"]}
+        # The high-priority queue differs from the normal one in its name only: same settings, encryption and
+        # dead-letter redrive (same DLQ, same receive count).
+        high = any_synth.resources[high_queue_id(any_synth, runtime)]["Properties"]
+        assert {k: v for k, v in high.items() if k != "QueueName"} == {
+            k: v for k, v in queue.items() if k != "QueueName"
+        }
         dlq = any_synth.resources[dlq_id]["Properties"]
         assert dlq["MessageRetentionPeriod"] == cfg.queue.dlq_retention_days * 86400
-        for props in (queue, dlq):
+        for props in (queue, high, dlq):
             if cfg.queue.kms_encryption:
                 (queue_key,) = [
                     lid for lid in any_synth.of_type("AWS::KMS::Key") if lid.startswith("MessagingQueueKey")
@@ -146,39 +163,53 @@ def test_two_runtime_config_has_two_runtime_queues(two_synth: Synth) -> None:
     names = {p["QueueName"] for p in two_synth.props("AWS::SQS::Queue")}
     assert names == {
         "sdtwo-fast-queue",
+        "sdtwo-fast-high",
         "sdtwo-fast-dlq",
         "sdtwo-webui-queue",
+        "sdtwo-webui-high",
         "sdtwo-webui-dlq",
         naming.karpenter_interruption_queue(stack),
     }
 
 
-def test_subscriptions_filter_on_runtime_with_raw_delivery(any_synth: Synth) -> None:
+def test_subscriptions_filter_on_runtime_and_priority_with_raw_delivery(any_synth: Synth) -> None:
     cfg = any_synth.config
     tasks_id = logical_id_of(any_synth, "AWS::SNS::Topic", TopicName=naming.tasks_topic(cfg.stack_name))
     subs = any_synth.props("AWS::SNS::Subscription")
     sqs_subs = [s for s in subs if s["Protocol"] == "sqs"]
-    assert len(sqs_subs) == len(cfg.models_runtime)
+    assert len(sqs_subs) == 2 * len(cfg.models_runtime)
     for runtime in cfg.models_runtime:
-        queue_id, _ = queue_ids(any_synth, runtime.name)
-        (sub,) = [s for s in sqs_subs if refers_to(s["Endpoint"], queue_id)]
-        assert refers_to(sub["TopicArn"], tasks_id)
-        assert sub["RawMessageDelivery"] is True
-        assert sub["FilterPolicyScope"] == "MessageAttributes"
-        assert sub["FilterPolicy"] == runtime_filter_policy(cfg, runtime)
-        # Only the tasks topic may send to the queue, and only over its own subscription.
-        (policy,) = [p for p in any_synth.props("AWS::SQS::QueuePolicy") if refers_to(p["Queues"], queue_id)]
-        allows = [s for s in statements(policy["PolicyDocument"]) if s["Effect"] == "Allow"]
-        assert len(allows) == 1
-        assert allows[0]["Action"] == "sqs:SendMessage"
-        assert allows[0]["Principal"] == {"Service": "sns.amazonaws.com"}
-        assert refers_to(allows[0]["Condition"]["ArnEquals"]["aws:SourceArn"], tasks_id)
+        normal_id, _ = queue_ids(any_synth, runtime.name)
+        for queue_id, high in ((normal_id, False), (high_queue_id(any_synth, runtime.name), True)):
+            (sub,) = [s for s in sqs_subs if refers_to(s["Endpoint"], queue_id)]
+            assert refers_to(sub["TopicArn"], tasks_id)
+            assert sub["RawMessageDelivery"] is True
+            assert sub["FilterPolicyScope"] == "MessageAttributes"
+            assert sub["FilterPolicy"] == runtime_filter_policy(cfg, runtime, high=high)
+            # Only the tasks topic may send to the queue, and only over its own subscription.
+            (policy,) = [p for p in any_synth.props("AWS::SQS::QueuePolicy") if refers_to(p["Queues"], queue_id)]
+            allows = [s for s in statements(policy["PolicyDocument"]) if s["Effect"] == "Allow"]
+            assert len(allows) == 1
+            assert allows[0]["Action"] == "sqs:SendMessage"
+            assert allows[0]["Principal"] == {"Service": "sns.amazonaws.com"}
+            assert refers_to(allows[0]["Condition"]["ArnEquals"]["aws:SourceArn"], tasks_id)
 
 
-def test_legacy_model_routing_is_an_or_filter(two_synth: Synth) -> None:
+def test_priority_splits_a_runtime_s_tasks_between_its_queues(two_synth: Synth) -> None:
+    """priority=high goes to the high queue only; anything else (absent included) to the normal one, also on the
+    legacy model route."""
     policies = [s["FilterPolicy"] for s in two_synth.props("AWS::SNS::Subscription") if "FilterPolicy" in s]
-    assert {"runtime": ["fast"]} in policies
-    assert {"$or": [{"runtime": ["webui"]}, {"sd_model_checkpoint": ["v1-5-pruned-emaonly.safetensors"]}]} in policies
+    assert {"runtime": ["fast"], "priority": ["high"]} in policies
+    assert {"runtime": ["webui"], "priority": ["high"]} in policies
+    normal = [{"exists": False}, {"anything-but": ["high"]}]
+    assert {"$or": [{"runtime": ["fast"], "priority": [c]} for c in normal]} in policies
+    checkpoint = {"sd_model_checkpoint": ["v1-5-pruned-emaonly.safetensors"]}
+    assert {
+        "$or": [
+            *({"runtime": ["webui"], "priority": [c]} for c in normal),
+            *({**checkpoint, "priority": [c]} for c in normal),
+        ]
+    } in policies
 
 
 # -- storage --------------------------------------------------------------------------------------------------
@@ -401,7 +432,14 @@ def test_runtime_roles_touch_only_their_own_queue(any_synth: Synth) -> None:
                 "sqs:GetQueueUrl",
             ]
         )
+        # Its normal queue and its high-priority one, nothing else.
+        assert len(as_list(sqs[0]["Resource"])) == 2
         assert refers_to(sqs[0]["Resource"], queues[runtime.name])
+        assert refers_to(sqs[0]["Resource"], high_queue_id(any_synth, runtime.name))
+        # The webhook secret: its value, of that one secret.
+        (secret,) = [s for s in granted if any(a.startswith("secretsmanager:") for a in as_list(s["Action"]))]
+        assert secret["Action"] == "secretsmanager:GetSecretValue"
+        assert secret["Resource"] == {"Ref": webhook_secret_id(any_synth)}
         for other, other_id in queues.items():
             if other != runtime.name:
                 assert not any(refers_to(s, other_id) for s in granted), f"{runtime.name} may touch {other}"
@@ -545,7 +583,9 @@ def test_keda_and_dcgm_exporter(any_synth: Synth) -> None:
     (keda_role,) = [lid for lid in any_synth.of_type("AWS::IAM::Role") if lid.startswith("EksKedaOperatorRole")]
     (statement,) = role_statements(any_synth, keda_role)
     assert statement["Action"] == "sqs:GetQueueAttributes"
+    # KEDA reads the depth of both task queues of every runtime (it scales on their sum).
     queues = [queue_ids(any_synth, r.name)[0] for r in any_synth.config.models_runtime]
+    queues += [high_queue_id(any_synth, r.name) for r in any_synth.config.models_runtime]
     assert len(as_list(statement["Resource"])) == len(queues)
     assert all(refers_to(statement["Resource"], q) for q in queues)
 
@@ -587,6 +627,8 @@ def test_one_helm_release_per_runtime_with_owned_values(any_synth: Synth) -> Non
         queue_id, _ = queue_ids(any_synth, runtime.name)
         agent = values["runtime"]["queueAgent"]
         assert agent["sqsQueueUrl"] == f"${{{queue_id}}}"
+        assert agent["sqsHighQueueUrl"] == f"${{{high_queue_id(any_synth, runtime.name)}}}"
+        assert agent["webhookSecretArn"] == f"${{{webhook_secret_id(any_synth)}}}"
         assert agent["snsTopicArn"].startswith("${MessagingResultsTopic")
         assert agent["statusTable"].startswith("${ApiStatusTable")
         assert agent["s3Bucket"].startswith("${StorageOutputs")
@@ -651,10 +693,13 @@ def test_alarms_notify_the_alarm_topic(any_synth: Synth) -> None:
     for alarm in alarms:
         by_metric.setdefault(alarm["MetricName"], []).append(alarm)
     runtimes = len(cfg.models_runtime)
-    assert len(by_metric["ApproximateAgeOfOldestMessage"]) == runtimes
-    assert {a["Threshold"] for a in by_metric["ApproximateAgeOfOldestMessage"]} == {
-        cfg.observability.oldest_message_alarm_seconds
-    }
+    # Both task queues of each runtime have their age alarm.
+    ages = by_metric["ApproximateAgeOfOldestMessage"]
+    assert len(ages) == 2 * runtimes
+    assert {a["Threshold"] for a in ages} == {cfg.observability.oldest_message_alarm_seconds}
+    task_queues = {queue_ids(any_synth, r.name)[0] for r in cfg.models_runtime}
+    task_queues |= {high_queue_id(any_synth, r.name) for r in cfg.models_runtime}
+    assert {next(q for q in task_queues if refers_to(a["Dimensions"], q)) for a in ages} == task_queues
     dlq_ids = {queue_ids(any_synth, r.name)[1] for r in cfg.models_runtime}
     # Every dead letter counts (the consumer takes them off the DLQ at once, so its depth would miss them).
     dlq_alarms = by_metric["NumberOfMessagesReceived"]
@@ -702,6 +747,9 @@ def test_stack_outputs(any_synth: Synth) -> None:
     outputs = any_synth.template["Outputs"]
     for name in ("ApiEndpoint", "ApiKeyCommand", "TasksTopicArn", "ResultsTopicArn", "OutputBucket", "StatusTable"):
         assert name in outputs
+    command = flat(outputs["WebhookSecretCommand"]["Value"])
+    assert command.startswith("echo whsec_$(aws secretsmanager get-secret-value --secret-id ")
+    assert f"${{{webhook_secret_id(any_synth)}}}" in command and "--query SecretString --output text" in command
     assert "aws apigateway get-api-key" in flat(outputs["ApiKeyCommand"]["Value"])
     assert "--include-value" in flat(outputs["ApiKeyCommand"]["Value"])
     for tenant in any_synth.config.api.keys:
@@ -711,6 +759,7 @@ def test_stack_outputs(any_synth: Synth) -> None:
         suffix = "".join(p.capitalize() for p in runtime.name.split("-"))
         queue_id, _ = queue_ids(any_synth, runtime.name)
         assert outputs[f"QueueUrl{suffix}"]["Value"] == {"Ref": queue_id}
+        assert outputs[f"HighQueueUrl{suffix}"]["Value"] == {"Ref": high_queue_id(any_synth, runtime.name)}
 
 
 def test_outputs_of_the_replaced_sample(any_synth: Synth) -> None:

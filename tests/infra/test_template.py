@@ -12,7 +12,9 @@ from tests.infra.conftest import Synth
 
 def test_resource_counts_scale_with_runtimes(any_synth: Synth) -> None:
     template, runtimes = any_synth.assertions, len(any_synth.config.models_runtime)
-    template.resource_count_is("AWS::SQS::Queue", 2 * runtimes + 1)
+    # Per runtime a normal queue, a high-priority one and their shared DLQ; plus Karpenter's interruption queue.
+    template.resource_count_is("AWS::SQS::Queue", 3 * runtimes + 1)
+    template.resource_count_is("AWS::SecretsManager::Secret", 1)
     template.resource_count_is("AWS::EKS::PodIdentityAssociation", runtimes + 2)
     # Karpenter, KEDA, DCGM exporter, one release per runtime, and NVIDIA's device plugin where a runtime's nodes
     # are not Bottlerocket.
@@ -31,26 +33,37 @@ def test_resource_counts_scale_with_runtimes(any_synth: Synth) -> None:
 def test_queues_redrive_and_subscriptions_filter(any_synth: Synth) -> None:
     cfg, template = any_synth.config, any_synth.assertions
     for runtime in cfg.models_runtime:
-        template.has_resource_properties(
-            "AWS::SQS::Queue",
-            {
-                "QueueName": naming.runtime_queue(cfg.stack_name, runtime.name),
-                "VisibilityTimeout": cfg.queue.visibility_timeout,
-                "RedrivePolicy": {
-                    "maxReceiveCount": cfg.queue.max_receive_count,
-                    "deadLetterTargetArn": Match.any_value(),
+        dlq_name = naming.runtime_dlq(cfg.stack_name, runtime.name)
+        (dlq_id,) = [lid for lid, p in _queue_props(any_synth) if p.get("QueueName") == dlq_name]
+        # The high-priority queue is the normal one's twin: same settings, same dead-letter queue and policy.
+        for name in (naming.runtime_queue, naming.runtime_high_queue):
+            template.has_resource_properties(
+                "AWS::SQS::Queue",
+                {
+                    "QueueName": name(cfg.stack_name, runtime.name),
+                    "VisibilityTimeout": cfg.queue.visibility_timeout,
+                    "MessageRetentionPeriod": cfg.queue.retention_days * 86400,
+                    "ReceiveMessageWaitTimeSeconds": 20,
+                    "RedrivePolicy": {
+                        "maxReceiveCount": cfg.queue.max_receive_count,
+                        "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
+                    },
                 },
-            },
-        )
-        template.has_resource_properties(
-            "AWS::SNS::Subscription",
-            {
-                "Protocol": "sqs",
-                "RawMessageDelivery": True,
-                "FilterPolicyScope": "MessageAttributes",
-                "FilterPolicy": runtime_filter_policy(cfg, runtime),
-            },
-        )
+            )
+        for high in (False, True):
+            template.has_resource_properties(
+                "AWS::SNS::Subscription",
+                {
+                    "Protocol": "sqs",
+                    "RawMessageDelivery": True,
+                    "FilterPolicyScope": "MessageAttributes",
+                    "FilterPolicy": runtime_filter_policy(cfg, runtime, high=high),
+                },
+            )
+
+
+def _queue_props(synth: Synth) -> list[tuple[str, dict[str, object]]]:
+    return [(lid, r["Properties"]) for lid, r in synth.of_type("AWS::SQS::Queue").items()]
 
 
 def test_bucket_table_and_api(any_synth: Synth) -> None:
@@ -89,27 +102,58 @@ def test_bucket_table_and_api(any_synth: Synth) -> None:
 
 def test_runtime_role_statement(any_synth: Synth) -> None:
     cfg, template = any_synth.config, any_synth.assertions
+    (secret_id,) = any_synth.of_type("AWS::SecretsManager::Secret")
     for runtime in cfg.models_runtime:
-        queue_id = next(
-            lid
-            for lid, p in ((k, r["Properties"]) for k, r in any_synth.of_type("AWS::SQS::Queue").items())
-            if p.get("QueueName") == naming.runtime_queue(cfg.stack_name, runtime.name)
+        names = (
+            naming.runtime_queue(cfg.stack_name, runtime.name),
+            naming.runtime_high_queue(cfg.stack_name, runtime.name),
         )
-        template.has_resource_properties(
-            "AWS::IAM::Policy",
+        queue_ids = [next(lid for lid, p in _queue_props(any_synth) if p.get("QueueName") == name) for name in names]
+        # Its normal and high-priority queues (each in the one consume statement), and the webhook secret.
+        expected = [
+            {"Sid": "ConsumeOwnQueue", "Effect": "Allow", "Resource": Match.array_with([{"Fn::GetAtt": [lid, "Arn"]}])}
+            for lid in queue_ids
+        ]
+        expected.append(
             {
-                "PolicyDocument": {
-                    "Statement": Match.array_with(
-                        [
-                            Match.object_like(
-                                {
-                                    "Sid": "ConsumeOwnQueue",
-                                    "Effect": "Allow",
-                                    "Resource": {"Fn::GetAtt": [queue_id, "Arn"]},
-                                }
-                            )
-                        ]
-                    )
-                }
-            },
+                "Sid": "ReadWebhookSecret",
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": {"Ref": secret_id},
+            }
         )
+        for statement in expected:
+            template.has_resource_properties(
+                "AWS::IAM::Policy",
+                {"PolicyDocument": {"Statement": Match.array_with([Match.object_like(statement)])}},
+            )
+
+
+def test_webhook_secret_and_its_command(any_synth: Synth) -> None:
+    template = any_synth.assertions
+    template.has_resource_properties(
+        "AWS::SecretsManager::Secret",
+        {
+            "GenerateSecretString": {"PasswordLength": 40, "ExcludePunctuation": True, "IncludeSpace": False},
+            "Description": Match.string_like_regexp(any_synth.config.stack_name),
+        },
+    )
+    (secret_id,) = any_synth.of_type("AWS::SecretsManager::Secret")
+    template.has_output(
+        "WebhookSecretCommand",
+        {
+            "Value": {
+                "Fn::Join": [
+                    "",
+                    [
+                        "echo whsec_$(aws secretsmanager get-secret-value --secret-id ",
+                        {"Ref": secret_id},
+                        " --query SecretString --output text --region ",
+                        {"Ref": "AWS::Region"},
+                        ")",
+                    ],
+                ]
+            },
+            "Description": Match.string_like_regexp("whsec_"),
+        },
+    )
