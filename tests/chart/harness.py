@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -152,6 +153,9 @@ def cdk_values(config: Mapping[str, Any], runtime: Mapping[str, Any]) -> dict[st
             "type": runtime.get("type", "diffusers"),
             "queueAgent": {
                 "sqsQueueUrl": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{naming.runtime_queue(stack, name)}",
+                "sqsHighQueueUrl": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/"
+                + naming.runtime_high_queue(stack, name),
+                "webhookSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{stack}-webhooks-AbCdEf",
                 "snsTopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:{naming.results_topic(stack)}",
                 "s3Bucket": naming.output_bucket(stack, ACCOUNT, REGION),
                 "statusTable": naming.status_table(stack),
@@ -219,6 +223,66 @@ def validate_crds(docs: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]
     )  # fmt: skip
     assert proc.returncode in (0, 1), f"validator failed to run: {proc.stderr}"
     return proc.returncode, json.loads(proc.stdout)["results"]
+
+
+# What the KEDA 2.19 CRD (keda.sh_scaledobjects.yaml, which versions.KEDA_VERSION installs) says of the fields the
+# npm models do not know yet: @kubernetes-models/keda 0.4 predates `advanced.scalingModifiers` and `triggers[].name`
+# (KEDA 2.12) and lets unknown fields through, so these are checked here against the CRD's own types.
+KEDA_SCALING_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "advanced": {
+            "type": "object",
+            "properties": {
+                "scalingModifiers": {
+                    "type": "object",
+                    "properties": {
+                        "activationTarget": {"type": "string"},
+                        "formula": {"type": "string"},
+                        "metricType": {"type": "string"},
+                        "target": {"type": "string"},
+                    },
+                    "additionalProperties": False,
+                }
+            },
+        },
+        "triggers": {
+            "type": "array",
+            "items": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["type", "metadata"]},
+        },
+    },
+}
+
+
+def scaling_modifier_errors(scaled_object: Mapping[str, Any]) -> list[str]:
+    """The CRD's types for the fields above, and what KEDA's admission webhook checks of a formula: it names only
+    triggers of this object (each named once), target and activationTarget are numbers (target above zero), and
+    the composite metric is an AverageValue or a Value."""
+    import jsonschema
+
+    spec = scaled_object["spec"]
+    validator = jsonschema.Draft7Validator(KEDA_SCALING_SCHEMA)
+    errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(spec)]
+    modifiers = spec.get("advanced", {}).get("scalingModifiers")
+    if not modifiers or errors:
+        return errors
+    names = [t.get("name") for t in spec["triggers"]]
+    if len(set(names)) != len(names) or None in names:
+        errors.append(f"every trigger needs its own name with a formula: {names}")
+    unknown = set(re.findall(r"[A-Za-z_][A-Za-z0-9_-]*", modifiers.get("formula", ""))) - set(names)
+    if not modifiers.get("formula") or unknown:
+        errors.append(f"formula {modifiers.get('formula')!r} names no trigger or unknown ones: {sorted(unknown)}")
+    for key, minimum in (("target", 0.0), ("activationTarget", -1.0)):
+        try:
+            if key in modifiers and float(modifiers[key]) <= minimum:
+                errors.append(f"{key} {modifiers[key]!r} out of range")
+        except ValueError:
+            errors.append(f"{key} {modifiers[key]!r} is no number")
+    if "target" not in modifiers:
+        errors.append("a formula needs a target")
+    if modifiers.get("metricType", "AverageValue") not in ("AverageValue", "Value"):
+        errors.append(f"metricType {modifiers['metricType']!r} is not AverageValue or Value")
+    return errors
 
 
 def tolerates(tolerations: list[dict[str, Any]], taint: Mapping[str, Any]) -> bool:

@@ -58,6 +58,9 @@ def test_agent_environment(rendered: Rendered) -> None:
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"]
     if env["DISABLE_XRAY"] == "false":
         assert env["AWS_XRAY_DAEMON_ADDRESS"]
+    if rendered.value_set.name == "required":
+        # Optional: one queue and no webhook signing unless the values name a high queue and a secret.
+        assert "SQS_HIGH_QUEUE_URL" not in env and "WEBHOOK_SECRET_ARN" not in env
 
 
 def test_probes(rendered: Rendered) -> None:
@@ -128,7 +131,7 @@ def test_namespaced_objects_live_in_the_release_namespace(rendered: Rendered) ->
             assert doc["metadata"]["namespace"] == rendered.value_set.namespace
 
 
-def test_keda_scales_the_deployment_on_its_queue(rendered: Rendered) -> None:
+def test_keda_scales_the_deployment_on_its_queues(rendered: Rendered) -> None:
     deployment = rendered.one("Deployment")
     scaled = rendered.of_kind("ScaledObject")
     if not scaled:
@@ -140,16 +143,36 @@ def test_keda_scales_the_deployment_on_its_queue(rendered: Rendered) -> None:
     # an upgrade keeps the live count (looked up in the cluster, so `helm template` shows the install value).
     assert deployment["spec"]["replicas"] == spec.get("minReplicaCount", 0)
     assert spec["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
-    (trigger,) = spec["triggers"]
-    assert trigger["type"] == "aws-sqs-queue"
-    meta = trigger["metadata"]
-    assert meta["queueURL"] == rendered.env("queue-agent")["SQS_QUEUE_URL"]
-    assert meta["scaleOnInFlight"] == "true"
-    assert meta["queueLength"].isdigit() and meta["activationQueueLength"].isdigit()
-    assert meta["awsRegion"] == rendered.env("queue-agent")["AWS_REGION"]
+    env = rendered.env("queue-agent")
+    high = env.get("SQS_HIGH_QUEUE_URL")
+    if rendered.value_set.name.startswith("config-"):
+        assert high, "the CDK always gives a runtime its high-priority queue"
+    triggers = spec["triggers"]
+    # One trigger per queue the agent reads, in the order it names them.
+    assert [t["metadata"]["queueURL"] for t in triggers] == [env["SQS_QUEUE_URL"], *([high] if high else [])]
     auth = rendered.one("TriggerAuthentication")
-    assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
     assert auth["spec"]["podIdentity"]["provider"] == "aws"
+    for trigger in triggers:
+        assert trigger["type"] == "aws-sqs-queue"
+        meta = trigger["metadata"]
+        assert meta["scaleOnInFlight"] == "true"
+        assert meta["queueLength"].isdigit() and meta["activationQueueLength"].isdigit()
+        assert meta["awsRegion"] == env["AWS_REGION"]
+        assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+    modifiers = spec.get("advanced", {}).get("scalingModifiers")
+    if not high:
+        assert modifiers is None and "name" not in triggers[0]
+        return
+    # Two queues, one metric: KEDA compares the sum of both with the per-replica target, and wakes the runtime when
+    # the sum passes the activation length (a task in either queue).
+    assert [t["name"] for t in triggers] == ["normal", "high"]
+    meta = triggers[0]["metadata"]
+    assert modifiers == {
+        "formula": "normal + high",
+        "target": meta["queueLength"],
+        "activationTarget": meta["activationQueueLength"],
+        "metricType": "AverageValue",
+    }
 
 
 def test_pods_land_on_their_own_gpu_nodes(rendered: Rendered) -> None:
@@ -322,13 +345,17 @@ def test_dynamic_model(rendered_sets: RenderCache) -> None:
     assert out.container("runtime")["command"][-2:] == ["--default-model", "sd_xl_base_1.0.safetensors"]
     assert out.env("runtime")["LOGLEVEL"] == "DEBUG"
     assert out.env("runtime")["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    assert agent["SQS_HIGH_QUEUE_URL"] == "https://sqs.us-west-2.amazonaws.com/123456789012/sdoneks-sdruntime-high"
+    assert agent["WEBHOOK_SECRET_ARN"] == "arn:aws:secretsmanager:us-west-2:123456789012:secret:sdoneks-webhooks-AbCdEf"
     scaled = out.one("ScaledObject")["spec"]
-    assert scaled["triggers"][0]["metadata"]["queueLength"] == "2"
-    assert scaled["triggers"][0]["metadata"]["activationQueueLength"] == "1"
-    assert (
-        scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"]
-        == 600
-    )
+    assert [t["metadata"]["queueLength"] for t in scaled["triggers"]] == ["2", "2"]
+    assert [t["metadata"]["activationQueueLength"] for t in scaled["triggers"]] == ["1", "1"]
+    # The HPA behavior and the scaling modifiers share `advanced`.
+    advanced = scaled["advanced"]
+    assert set(advanced) == {"horizontalPodAutoscalerConfig", "scalingModifiers"}
+    assert advanced["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 600
+    assert advanced["scalingModifiers"]["formula"] == "normal + high"
+    assert advanced["scalingModifiers"]["target"] == "2" and advanced["scalingModifiers"]["activationTarget"] == "1"
     assert out.one("TriggerAuthentication")["spec"]["podIdentity"] == {
         "provider": "aws", "roleArn": "arn:aws:iam::123456789012:role/sdoneks-keda-sqs"
     }  # fmt: skip

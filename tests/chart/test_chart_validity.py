@@ -13,6 +13,7 @@ from tests.chart.harness import (
     Rendered,
     ValueSet,
     is_builtin,
+    scaling_modifier_errors,
     validate_builtin,
     validate_crds,
 )
@@ -56,6 +57,29 @@ def test_keda_and_karpenter_objects_valid_against_their_schemas(rendered: Render
     invalid = [r for r in results if not r["valid"]]
     assert status == 0 and not invalid, invalid
     assert len(results) == len(crds)
+
+
+def test_scaled_objects_scaling_modifiers_are_valid_for_keda(rendered: Rendered) -> None:
+    for scaled in rendered.of_kind("ScaledObject"):
+        assert scaling_modifier_errors(scaled) == []
+
+
+def test_scaling_modifier_check_rejects_broken_objects(rendered_sets: RenderCache) -> None:
+    """The check can fail: an unknown trigger in the formula, an unnamed trigger, a bad type and a zero target."""
+    scaled = rendered_sets("dynamic-model").one("ScaledObject")
+    modifiers = scaled["spec"]["advanced"]["scalingModifiers"]
+    assert modifiers["formula"] == "normal + high"
+    unnamed = [{k: v for k, v in t.items() if k != "name"} for t in scaled["spec"]["triggers"]]
+    broken = [
+        {"advanced": {**scaled["spec"]["advanced"], "scalingModifiers": {**modifiers, "formula": "normal + urgent"}}},
+        {"triggers": unnamed},
+        {"advanced": {"scalingModifiers": {**modifiers, "target": 2}}},
+        {"advanced": {"scalingModifiers": {**modifiers, "target": "0"}}},
+        {"advanced": {"scalingModifiers": {**modifiers, "metricType": "Sum"}}},
+    ]
+    for change in broken:
+        errors = scaling_modifier_errors({**scaled, "spec": {**scaled["spec"], **change}})
+        assert errors, change
 
 
 def test_crd_validator_rejects_broken_objects(rendered_sets: RenderCache) -> None:
