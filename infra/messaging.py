@@ -1,5 +1,5 @@
-"""Tasks topic -> two queues (normal, high priority) and one DLQ per runtime, filtered on the `runtime` and
-`priority` attributes; results topic."""
+"""Tasks topic -> two queues (normal, high priority) and one DLQ per runtime, filtered on the `runtime` attribute
+(`runtime_high` for high-priority tasks); results topic."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from infra.config import DeploymentConfig, RuntimeConfig, runtime_filter_policy
 class RuntimeQueue:
     runtime: RuntimeConfig
     queue: sqs.Queue
-    # Tasks with the message attribute priority=high; the agent reads it before ``queue``.
+    # High-priority tasks (published with the attribute runtime_high); the agent reads it before ``queue``.
     high_queue: sqs.Queue
     dlq: sqs.Queue
     subscription: sns.Subscription
@@ -144,8 +144,8 @@ class Messaging(Construct):
         # SqsSubscription also writes the queue policy letting this topic (only) send to the queue, and, with a
         # customer key, lets SNS use that key.
         subscription = self.tasks_topic.add_subscription(subs.SqsSubscription(queue, raw_message_delivery=True))
-        # The L2 filter type cannot express the `$or` of the normal queue's filter (legacy routing, no priority
-        # attribute), so the policy is set on the CloudFormation resource directly, for both queues alike.
+        # The L2 filter type cannot express the sample's `$or` legacy routing, so the policy is set on the
+        # CloudFormation resource directly; the same code path serves the plain filters of both queues.
         cfn = subscription.node.default_child
         assert isinstance(cfn, sns.CfnSubscription)
         cfn.filter_policy = runtime_filter_policy(config, runtime, high=high)
