@@ -166,6 +166,9 @@ def test_notes_tell_where_the_runtime_listens(helm: Helm, value_sets: dict[str, 
     assert "https://sqs.us-west-2.amazonaws.com/123456789012/sdoneks-sdruntime-queue" in notes
     assert "kubectl get nodepool default-sdruntime" in notes
     assert "s3://sdoneks-model-bucket-51a6/ mounted read-only at /models" in notes
+    assert "high priority" not in notes
+    high = helm.notes(value_sets["dynamic-model"])
+    assert "+ https://sqs.us-west-2.amazonaws.com/123456789012/sdoneks-sdruntime-high (high priority" in high
 
 
 def test_kubernetes_older_than_native_sidecars_is_refused(helm: Helm) -> None:
