@@ -27,6 +27,7 @@ def _one_stack(inflight: int) -> dict[str, Any]:
         options = StackOptions(
             config_path=ROOT / "config.yaml",
             workdir=Path(tmp),
+            generated_model="tiny",
             model_cache=ROOT / ".local-stack" / "models",
             extra_env={"agent": {"RUNTIME_INFLIGHT": str(inflight)}},
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from inference_api.checkpoints import classify_checkpoint, read_header, safetensors_header
+from inference_api.model_defaults import ModelDefaults, read_defaults
 
 MAX_DEPTH = 4
 CONFIGS_DIR = "configs"
@@ -33,6 +34,7 @@ class ModelEntry:
     path: Path
     kind: ModelKind
     family: str = ""  # single files: v1, v2, xl_base, xl_refiner, ..., unknown; folders: the pipeline class
+    defaults: ModelDefaults | None = None  # a folder's generation_defaults.json (native size, steps)
 
     @property
     def model_name(self) -> str:
@@ -94,7 +96,9 @@ def discover(root: Path) -> Discovery:
             folder_rel = folder.relative_to(root).as_posix()
             # Diffusion upscaler pipelines are not text-to-image checkpoints (and are not used as upscalers yet).
             if class_name not in UPSCALE_PIPELINES:
-                found.models.append(ModelEntry(folder_rel, folder, "diffusers", class_name or ""))
+                found.models.append(
+                    ModelEntry(folder_rel, folder, "diffusers", class_name or "", read_defaults(folder))
+                )
         elif path.suffix == ".safetensors":
             try:
                 header = safetensors_header(path)

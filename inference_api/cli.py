@@ -1,4 +1,4 @@
-"""``python -m inference_api serve|build-tiny-model|build-tiny-lora|build-tiny-embedding|build-tiny-controlnet``."""
+"""``python -m inference_api serve|build-tiny-model|build-toy-model|build-tiny-lora|build-tiny-embedding|build-tiny-controlnet``."""
 
 from __future__ import annotations
 
@@ -72,6 +72,18 @@ def _build_tiny(args: argparse.Namespace) -> int:
         no_configs=args.no_configs,
     )
     print(path)
+    return 0
+
+
+def _build_toy(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from inference_api.toy import ToyRecipe, build_toy_model
+
+    _quiet_libraries()
+    recipe = ToyRecipe(seed=args.seed)
+    overrides = {k: v for k in ("scenes", "vae_steps", "unet_steps") if (v := getattr(args, k)) is not None}
+    print(build_toy_model(Path(args.dir), replace(recipe, **overrides), name=args.name))
     return 0
 
 
@@ -174,6 +186,18 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--no-configs", action="store_true", help="with --single-file: the checkpoint alone, as downloaded")
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=_build_tiny)
+
+    toy = sub.add_parser(
+        "build-toy-model",
+        help="train the toy-world model (coloured shapes, 32x32, a few minutes of CPU) into DIR/toy-world",
+    )
+    toy.add_argument("dir")
+    toy.add_argument("--name", default="toy-world")
+    toy.add_argument("--seed", type=int, default=0)
+    # Shorter training, for tests of the build itself (the default recipe is what the stack serves).
+    for flag in ("--scenes", "--vae-steps", "--unet-steps"):
+        toy.add_argument(flag, type=int, help=argparse.SUPPRESS)
+    toy.set_defaults(func=_build_toy)
 
     lo = sub.add_parser("build-tiny-lora", help="write a random kohya-format LoRA for a (tiny) model folder")
     lo.add_argument("model_dir", help="the diffusers folder the LoRA is for")

@@ -19,6 +19,7 @@ from inference_api.generation import GenerationJob, GenerationResult
 from inference_api.http_schemas import GenerationRequest, Img2ImgRequest
 from inference_api.images import FAST_PNG, decode_image, encode_png, resize_for_img2img
 from inference_api.lora import ResolvedLora
+from inference_api.model_defaults import apply_defaults
 from inference_api.networks import NetworkCatalog, lora_uses
 from inference_api.samplers import UnknownName, choose
 from inference_api.scripts import SUPPORTED_SCRIPTS
@@ -42,6 +43,8 @@ def build_job(
     the server's A1111 options, which the request's ``override_settings`` override.
     """
     issues = list(issues)
+    if model is not None:
+        req = apply_defaults(req, model.defaults)
     sampler = None
     try:
         sampler = choose(req.sampler_name or req.sampler_index, req.scheduler)

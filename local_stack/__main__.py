@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from infra.config import ConfigError
+from local_stack.models import GENERATED_MODELS
 from local_stack.processes import StartError
 from local_stack.signals import sigterm_as_interrupt
 from local_stack.stack import LocalStack, StackOptions
@@ -19,12 +20,21 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("demo", "run a few tasks end to end, then stop"), ("up", "run until Ctrl-C")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--config", type=Path, help="config.yaml (default: $CDK_CONFIG_PATH or ./config.yaml)")
-        cmd.add_argument("--models", type=Path, help="model directory (default: $MODEL_DIR, else a tiny model)")
+        cmd.add_argument(
+            "--models", type=Path, help="model directory (default: $MODEL_DIR, else the generated --model)"
+        )
+        cmd.add_argument(
+            "--model",
+            choices=GENERATED_MODELS,
+            default="toy",
+            help="without --models/$MODEL_DIR: toy (default; trained on first use, draws coloured shapes as asked) "
+            "or tiny (random weights, built in seconds, draws noise)",
+        )
         cmd.add_argument("--verbose", action="store_true", help="echo every component's log on the console")
     demo = sub.choices["demo"]
     demo.add_argument("--outputs", type=Path, default=Path("outputs"), help="where images go (default ./outputs)")
-    demo.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
-    demo.add_argument("--steps", type=int, default=4, help="sampling steps (default 4)")
+    demo.add_argument("--size", type=int, help="image side in pixels (default: the served model's own)")
+    demo.add_argument("--steps", type=int, help="sampling steps (default: the served model's own)")
     sub.choices["up"].add_argument("--port", type=int, default=0, help="API port (default: a free one)")
     return parser
 
@@ -34,7 +44,9 @@ def _demo(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     print("starting the local stack (moto, API gateway, runtime, queue agent)...", flush=True)
-    options = StackOptions(config_path=args.config, model_dir=args.models, console=args.verbose)
+    options = StackOptions(
+        config_path=args.config, model_dir=args.models, generated_model=args.model, console=args.verbose
+    )
     with LocalStack(options) as stack:
         print(f"up in {time.monotonic() - started:.1f}s; API {stack.api_url}; logs in {stack.log_path}", flush=True)
         for name in stack.skipped:
@@ -61,7 +73,14 @@ def _demo(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     from local_stack.local_up import local_up
 
-    return local_up(config=args.config, models=args.models, port=args.port, quiet=not args.verbose, out=sys.stdout)
+    return local_up(
+        config=args.config,
+        models=args.models,
+        generated=args.model,
+        port=args.port,
+        quiet=not args.verbose,
+        out=sys.stdout,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

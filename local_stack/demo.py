@@ -10,6 +10,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import torch
+
+from inference_api.toy_scenes import Scene, Shape, render
 from local_stack.notifications import NotificationInbox, Received
 from local_stack.resources import client
 from local_stack.stack import LocalStack
@@ -25,16 +28,19 @@ class DemoTask:
     body: dict[str, Any]
 
 
-def input_image_png(side: int = 64) -> bytes:
-    """A small synthetic picture (sky, sun, hill) used as the image-to-image and upscale input."""
-    from PIL import Image, ImageDraw
+# Prompts in the toy-world model's vocabulary (the default model); real checkpoints draw them too.
+TXT2IMG_PROMPT = "a red circle on the left, a blue square on the right, on a white background"
+INPUT_SCENE = Scene((Shape("circle", "red", "left"),), "white")
+IMG2IMG_PROMPT = "a blue circle on the left, on a white background"
 
-    image = Image.new("RGB", (side, side), (110, 160, 230))
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((side * 0.6, side * 0.1, side * 0.85, side * 0.35), fill=(250, 210, 80))
-    draw.ellipse((-side * 0.3, side * 0.55, side * 1.3, side * 1.6), fill=(70, 150, 80))
+
+def input_image_png(side: int = 32, scene: Scene = INPUT_SCENE) -> bytes:
+    """A toy-world scene (a red circle on the left): the image-to-image and upscale input."""
+    from PIL import Image
+
+    pixels = (render(scene, side) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    Image.fromarray(pixels, "RGB").save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -46,15 +52,16 @@ def upload_input(stack: LocalStack) -> str:
     return f"s3://{bucket}/{INPUT_KEY}"
 
 
-def demo_tasks(runtime: str, input_uri: str, *, side: int, steps: int, run: str) -> list[DemoTask]:
-    """Text-to-image twice (two seeds), image-to-image from an s3:// input, and an upscale of it."""
-    prompt = "a lighthouse on a cliff at sunset, oil painting"
-    size = (side, side)
+def demo_tasks(runtime: str, input_uri: str, *, side: int | None, steps: int | None, run: str) -> list[DemoTask]:
+    """Text-to-image twice (two seeds), image-to-image from an s3:// input, and an upscale of it.
+
+    Without ``side``/``steps`` the requests leave them out: the served model's own defaults apply."""
+    size = (side, side) if side else None
     common: dict[str, Any] = {"runtime": runtime, "steps": steps, "size": size, "context": {"demo": run}}
-    t2i_a = build_request(prompt, seed=1, task_id=f"t2i-seed1-{run}", **common)
-    t2i_b = build_request(prompt, seed=2, task_id=f"t2i-seed2-{run}", **common)
+    t2i_a = build_request(TXT2IMG_PROMPT, seed=1, task_id=f"t2i-seed1-{run}", **common)
+    t2i_b = build_request(TXT2IMG_PROMPT, seed=2, task_id=f"t2i-seed2-{run}", **common)
     i2i = build_request(
-        "the same hill in winter, snow",
+        IMG2IMG_PROMPT,
         tasktype="image-to-image",
         init_image=input_uri,
         seed=3,
@@ -97,7 +104,7 @@ def _run_seconds(record: dict[str, Any]) -> float | None:
 
 
 def run_tasks(
-    stack: LocalStack, outputs: Path, *, side: int = 128, steps: int = 4, timeout: float = 300.0
+    stack: LocalStack, outputs: Path, *, side: int | None = None, steps: int | None = None, timeout: float = 300.0
 ) -> list[Outcome]:
     """Submit the demo tasks through the HTTP API, wait for their notifications, download the images."""
     assert stack.resources is not None

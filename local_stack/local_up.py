@@ -9,9 +9,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
+from local_stack.models import GeneratedModel
 from local_stack.stack import LocalStack, StackOptions
 from sdq.client import Endpoint
 from sdq.endpoints import LOCAL_FILE, write_local
+
+# In the toy-world model's vocabulary (the default model); real checkpoints draw it too.
+TRY_PROMPT = "a red circle on the left, a blue square on the right, on a white background"
 
 
 def local_up(
@@ -23,9 +27,12 @@ def local_up(
     out: TextIO,
     local_file: Path = LOCAL_FILE,
     stop: threading.Event | None = None,
+    generated: GeneratedModel = "toy",
 ) -> int:
     """Start the stack, write ``local_file``, block until Ctrl-C/SIGTERM (or ``stop``), then tear down."""
-    options = StackOptions(config_path=config, model_dir=models, api_port=port, console=not quiet)
+    options = StackOptions(
+        config_path=config, model_dir=models, generated_model=generated, api_port=port, console=not quiet
+    )
     with LocalStack(options) as stack:
         endpoint = Endpoint(stack.api_url, stack.api_key, tuple(stack.runtime_names))
         # The AWS side too, for operator commands such as `sdq redrive` (moto: no real credentials involved).
@@ -48,7 +55,7 @@ def local_up(
                 f"  web page  {stack.page_url}\n"
                 f"  logs      {stack.log_path}\n"
                 f"  saved to  {local_file} (for sdq and scripts)\n\n"
-                f'try:  sdq submit "a watercolor fox" --wait --download outputs\n'
+                f'try:  sdq submit "{TRY_PROMPT}" --wait --download outputs\n'
             )
             out.flush()
             (stop or threading.Event()).wait()

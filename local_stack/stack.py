@@ -22,7 +22,7 @@ from typing import Any
 from contract import new_secret
 from infra.config import DeploymentConfig, RuntimeConfig, load_config, runtime_catalog
 from local_stack.logs import LogSink
-from local_stack.models import resolve_model_dir
+from local_stack.models import GeneratedModel, resolve_model_dir
 from local_stack.moto_server import FAKE_AWS_ENV
 from local_stack.ports import free_port
 from local_stack.processes import ManagedProcess, StartError, stop_all
@@ -42,8 +42,12 @@ class StackOptions:
     config_path: Path | None = None
     model_dir: Path | None = None
     workdir: Path = Path(".local-stack")
+    # Without model_dir/$MODEL_DIR: the generated model served, toy-world (trained once) or tiny (random).
+    generated_model: GeneratedModel = "toy"
     # Where the tiny model is cached (default: workdir/models); tests share the repository's cache.
     model_cache: Path | None = None
+    # Where the toy-world model is cached (default: workdir/toy-model).
+    toy_cache: Path | None = None
     host: str = "127.0.0.1"
     api_port: int = 0
     console: bool = False
@@ -167,9 +171,19 @@ class LocalStack:
         if not runnable:
             raise StartError("config.yaml has no sdwebui or diffusers runtime the local stack can run")
 
-        cache = (self.options.model_cache or self.workdir / "models").resolve()
-        self.model_dir = resolve_model_dir(self.options.model_dir, cache, self.sink, self._child_env("runtime"))
-        self.tiny_model = self.model_dir == cache
+        caches: dict[GeneratedModel, Path] = {
+            "tiny": (self.options.model_cache or self.workdir / "models").resolve(),
+            "toy": (self.options.toy_cache or self.workdir / "toy-model").resolve(),
+        }
+        generated = self.options.generated_model
+        self.model_dir = resolve_model_dir(
+            self.options.model_dir,
+            caches,
+            generated,
+            self.sink,
+            self._child_env("runtime"),  # type: ignore[arg-type]
+        )
+        self.tiny_model = generated == "tiny" and self.model_dir == caches["tiny"]
         self._moto_port = free_port(self.options.host)
         self._moto = ManagedProcess(
             "moto",

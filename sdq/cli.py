@@ -57,7 +57,14 @@ def _parser() -> argparse.ArgumentParser:
     local_sub = local.add_subparsers(dest="local_command", required=True)
     up = local_sub.add_parser("up", help="start the local stack and keep it running until Ctrl-C")
     up.add_argument("--config", type=Path, help="config.yaml to use (default: $CDK_CONFIG_PATH or ./config.yaml)")
-    up.add_argument("--models", type=Path, help="model directory (default: $MODEL_DIR, else a tiny test model)")
+    up.add_argument("--models", type=Path, help="model directory (default: $MODEL_DIR, else the generated --model)")
+    up.add_argument(
+        "--model",
+        choices=("toy", "tiny"),
+        default="toy",
+        help="without --models/$MODEL_DIR: toy (trained on first use, draws coloured shapes as asked) or tiny "
+        "(random weights: noise)",
+    )
     up.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
     up.add_argument("--quiet", action="store_true", help="do not echo component logs to the console")
 
@@ -168,7 +175,14 @@ def _local(args: argparse.Namespace, out: TextIO) -> int:
 
     # SIGTERM unwinds like Ctrl-C, so that the stack stops its children in order.
     with sigterm_as_interrupt():
-        return local_up(config=args.config, models=args.models, port=args.port, quiet=args.quiet, out=out)
+        return local_up(
+            config=args.config,
+            models=args.models,
+            generated=args.model,
+            port=args.port,
+            quiet=args.quiet,
+            out=out,
+        )
 
 
 def _webhook_verify(args: argparse.Namespace, out: TextIO) -> int:

@@ -37,7 +37,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     config.write_text(yaml.safe_dump(E2E_CONFIG))
     # The agent checks for cancel requests more often than in production, so the cancel test is quick.
     extra_env = {"agent": {"CANCEL_POLL_SECONDS": "0.5"}}
-    options = StackOptions(config_path=config, workdir=workdir, model_cache=MODEL_CACHE, extra_env=extra_env)
+    options = StackOptions(
+        config_path=config, workdir=workdir, generated_model="tiny", model_cache=MODEL_CACHE, extra_env=extra_env
+    )
     with LocalStack(options) as running:
         yield running
 

@@ -41,7 +41,7 @@ def test_demo_runs_twice_and_cleans_up(tmp_path: Path):
         key, value = marker.split("=", 1)
         env = {**os.environ, key: value}
         argv = [sys.executable, "-m", "local_stack", "demo", "--config", str(ROOT / "config.yaml")]
-        argv += ["--outputs", str(outputs), "--size", "64", "--steps", "2"]
+        argv += ["--outputs", str(outputs), "--size", "64", "--steps", "2", "--model", "tiny"]
         done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
         assert done.returncode == 0, f"run {attempt}:\n{done.stdout}\n{done.stderr}"
         assert "4/4 completed" in done.stdout

@@ -31,8 +31,13 @@ CONFIG = {
             "name": "sdruntime",
             "type": "diffusers",
             # One pod, always there: the simulator's fleet mechanisms are tested in the unit tests.
-            "extraValues": {"runtime": {"scaling": {"enabled": False}, "replicas": 1,
-                                        "queueAgent": {"runtimeInflight": 1, "prefetch": 1}}},
+            "extraValues": {
+                "runtime": {
+                    "scaling": {"enabled": False},
+                    "replicas": 1,
+                    "queueAgent": {"runtimeInflight": 1, "prefetch": 1},
+                }
+            },
         }
     ],
     "APIGW": {"throttle": {"rateLimit": 1000, "burstLimit": 1000}},
@@ -44,8 +49,9 @@ FIRST, SECOND = 6, 6
 
 
 def _submit(client: httpx.Client, task_id: str) -> float:
-    body = {"task": {"metadata": {"id": task_id, "runtime": "sdruntime", "tasktype": "text-to-image"},
-                     "content": PAYLOAD}}
+    body = {
+        "task": {"metadata": {"id": task_id, "runtime": "sdruntime", "tasktype": "text-to-image"}, "content": PAYLOAD}
+    }
     response = client.post("/v1alpha2", json=body)
     assert response.status_code == 200, response.text
     return time.monotonic()
@@ -55,10 +61,13 @@ def test_simulated_completion_times_match_the_local_stack(tmp_path: Path) -> Non
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
     extra_env = {"agent": {"RUNTIME_INFLIGHT": "1", "PREFETCH": "1"}}
-    options = StackOptions(config_path=config, workdir=tmp_path, model_cache=MODEL_CACHE, extra_env=extra_env)
-    with LocalStack(options) as stack, httpx.Client(
-        base_url=stack.api_url, headers={"x-api-key": stack.api_key}, timeout=60
-    ) as client:
+    options = StackOptions(
+        config_path=config, workdir=tmp_path, generated_model="tiny", model_cache=MODEL_CACHE, extra_env=extra_env
+    )
+    with (
+        LocalStack(options) as stack,
+        httpx.Client(base_url=stack.api_url, headers={"x-api-key": stack.api_key}, timeout=60) as client,
+    ):
         assert stack.resources is not None
         inbox = NotificationInbox(stack.aws_endpoint, stack.resources.results_topic_arn, "plan-validation")
         warm = [f"warm-{i}" for i in range(2)]  # first calls load and compile kernels: not part of the trace
@@ -87,8 +96,13 @@ def test_simulated_completion_times_match_the_local_stack(tmp_path: Path) -> Non
     settings = settings_from_config(
         parse_config(CONFIG),
         seconds_per_image=per_image,
-        timings=Timings(node_launch_seconds=0, image_pull_seconds=0, image_pull_cached_seconds=0,
-                        model_load_seconds=0, notify_seconds=after_runtime),
+        timings=Timings(
+            node_launch_seconds=0,
+            image_pull_seconds=0,
+            image_pull_cached_seconds=0,
+            model_load_seconds=0,
+            notify_seconds=after_runtime,
+        ),
     )
     trace = [submitted[i] - t0 for i in order]
     result = run_plan(settings, load_prices(), Traffic(trace, 1.0 / 24, "measured trace"))

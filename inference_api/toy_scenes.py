@@ -1,0 +1,115 @@
+"""Procedural toy-world scenes and their plain-English captions: what the toy model learns to draw.
+
+One or two shapes (circle, square, triangle, star) in named colours on a plain or coloured background, at
+named positions. Everything is drawn with torch on a pixel grid, so a seeded generator gives the same scenes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 170, 50),
+    "blue": (30, 70, 225),
+    "yellow": (245, 220, 30),
+    "orange": (245, 135, 20),
+    "purple": (140, 40, 185),
+    "white": (245, 245, 245),
+    "black": (15, 15, 15),
+}
+SHAPES = ("circle", "square", "triangle", "star")
+POSITIONS = ("left", "right", "top", "bottom", "centre")
+# Where each position puts a shape's centre, as fractions of the side (x, y; y grows downwards).
+_CENTRES = {"left": (0.28, 0.5), "right": (0.72, 0.5), "top": (0.5, 0.28), "bottom": (0.5, 0.72), "centre": (0.5, 0.5)}
+_PAIRS = (("left", "right"), ("top", "bottom"))
+
+
+@dataclass(frozen=True)
+class Shape:
+    kind: str
+    colour: str
+    position: str
+
+
+@dataclass(frozen=True)
+class Scene:
+    shapes: tuple[Shape, ...]
+    background: str
+    say_background: bool = True
+
+    def caption(self) -> str:
+        parts = [
+            f"a {s.colour} {s.kind} " + ("in the centre" if s.position == "centre" else f"on the {s.position}")
+            for s in self.shapes
+        ]
+        if self.say_background:
+            parts.append(f"on a {self.background} background")
+        return ", ".join(parts)
+
+
+def random_scene(generator: torch.Generator) -> Scene:
+    def pick(options: tuple[str, ...] | list[str]) -> str:
+        return options[int(torch.randint(len(options), (1,), generator=generator))]
+
+    colours = list(COLOURS)
+    if float(torch.rand(1, generator=generator)) < 0.5:
+        positions: tuple[str, ...] = (pick(POSITIONS),)
+    else:
+        pair = _PAIRS[int(torch.randint(2, (1,), generator=generator))]
+        positions = pair if float(torch.rand(1, generator=generator)) < 0.5 else pair[::-1]
+    shapes: list[Shape] = []
+    for position in positions:
+        colour = pick([c for c in colours if c not in {s.colour for s in shapes}])
+        shapes.append(Shape(pick(SHAPES), colour, position))
+    used = {s.colour for s in shapes}
+    # Plain (white) backgrounds half the time, otherwise any colour no shape uses.
+    background = (
+        "white"
+        if "white" not in used and float(torch.rand(1, generator=generator)) < 0.5
+        else pick([c for c in colours if c not in used])
+    )
+    return Scene(tuple(shapes), background, say_background=float(torch.rand(1, generator=generator)) < 0.8)
+
+
+def _mask(kind: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Inside-test of a unit shape centred at the origin, on coordinates in shape radii."""
+    if kind == "circle":
+        return x * x + y * y <= 1.0
+    if kind == "square":
+        return torch.maximum(x.abs(), y.abs()) <= 0.82
+    if kind == "triangle":  # apex up
+        return (y <= 0.75) & (x.abs() <= 0.95 * (y + 1.0) / 1.75)
+    if kind == "star":
+        rho = torch.sqrt(x * x + y * y)
+        theta = torch.atan2(x, -y)  # 0 points up
+        wave = torch.remainder(theta * 5 / (2 * math.pi), 1.0)
+        spike = (wave - 0.5).abs() * 2  # 1 at each of the five points, 0 between them
+        return rho <= 0.42 + 0.63 * spike**2
+    raise ValueError(f"unknown shape {kind!r}")
+
+
+def render(scene: Scene, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The scene as a ``3 x size x size`` tensor in [0, 1], anti-aliased by 2x supersampling."""
+    fine = size * 2
+    coords = (torch.arange(fine, dtype=torch.float32) + 0.5) / fine
+    y, x = torch.meshgrid(coords, coords, indexing="ij")
+    image = torch.tensor(COLOURS[scene.background], dtype=torch.float32).view(3, 1, 1).expand(3, fine, fine).clone()
+    radius = 0.2 if len(scene.shapes) == 1 else 0.17
+    for shape in scene.shapes:
+        cx, cy = _CENTRES[shape.position]
+        jitter = (torch.rand(3, generator=generator) - 0.5) if generator is not None else torch.zeros(3)
+        r = radius * (1 + 0.2 * float(jitter[2]))
+        cx, cy = cx + 0.06 * float(jitter[0]), cy + 0.06 * float(jitter[1])
+        inside = _mask(shape.kind, (x - cx) / r, (y - cy) / r)
+        image[:, inside] = torch.tensor(COLOURS[shape.colour], dtype=torch.float32).view(3, 1)
+    image = torch.nn.functional.avg_pool2d(image.unsqueeze(0), 2).squeeze(0)
+    return image / 255.0
+
+
+def nearest_colour(rgb: tuple[float, float, float]) -> str:
+    """The palette name closest to an RGB triple in 0..255."""
+    return min(COLOURS, key=lambda name: sum((a - b) ** 2 for a, b in zip(COLOURS[name], rgb, strict=True)))

@@ -1,0 +1,80 @@
+"""The toy-world model: its scenes and captions, a deterministic build, and the defaults its folder carries."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from inference_api.catalog import discover
+from inference_api.http_schemas import Txt2ImgRequest
+from inference_api.model_defaults import DEFAULTS_FILE, apply_defaults, read_defaults
+from inference_api.toy import ToyRecipe, build_toy_model
+from inference_api.toy_scenes import COLOURS, Scene, Shape, nearest_colour, random_scene, render
+
+QUICK = ToyRecipe(scenes=16, vae_steps=2, unet_steps=2, batch=4)
+
+
+def _pixel(image: torch.Tensor, x: int, y: int) -> str:
+    return nearest_colour(tuple(float(v) * 255 for v in image[:, y, x]))  # type: ignore[arg-type]
+
+
+def test_scene_is_drawn_where_its_caption_says():
+    scene = Scene((Shape("circle", "red", "left"), Shape("square", "blue", "right")), "yellow")
+    assert scene.caption() == "a red circle on the left, a blue square on the right, on a yellow background"
+    image = render(scene, 32)
+    assert image.shape == (3, 32, 32)
+    assert _pixel(image, 9, 16) == "red" and _pixel(image, 23, 16) == "blue"
+    assert _pixel(image, 16, 2) == "yellow" and _pixel(image, 16, 29) == "yellow"
+
+
+def test_random_scenes_use_the_vocabulary_and_distinct_colours():
+    generator = torch.Generator().manual_seed(0)
+    scenes = [random_scene(generator) for _ in range(200)]
+    for scene in scenes:
+        colours = [s.colour for s in scene.shapes]
+        assert len(set(colours)) == len(colours) and scene.background not in colours
+        assert set(colours) <= set(COLOURS)
+    assert {len(s.shapes) for s in scenes} == {1, 2}
+    assert any("in the centre" in s.caption() for s in scenes)
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*.*")}
+
+
+def test_same_seed_same_model_and_the_folder_carries_its_defaults(tmp_path: Path):
+    a = build_toy_model(tmp_path / "a", QUICK)
+    b = build_toy_model(tmp_path / "b", QUICK)
+    assert _digest(a) == _digest(b)
+    index = json.loads((a / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline"
+    assert index["text_encoder"] == ["transformers", "CLIPTextModel"]
+    assert index["unet"] == ["diffusers", "UNet2DConditionModel"]
+    assert index["vae"] == ["diffusers", "AutoencoderKL"]
+    assert json.loads((a / DEFAULTS_FILE).read_text())["width"] == 32
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(a)  # the runtime's loader for a diffusers folder
+    image = pipe("a red circle on the left", num_inference_steps=2, output_type="pil").images[0]
+    assert image.size == (32, 32)  # the pipeline's own default: the model's native size
+    (entry,) = discover(tmp_path / "a").models
+    assert entry.defaults is not None and (entry.defaults.width, entry.defaults.steps) == (32, QUICK.steps)
+
+
+def test_model_defaults_fill_only_what_the_request_left_out(tmp_path: Path):
+    (tmp_path / DEFAULTS_FILE).write_text(json.dumps({"width": 32, "height": 40, "steps": 12, "cfg_scale": 4.0}))
+    defaults = read_defaults(tmp_path)
+    bare = apply_defaults(Txt2ImgRequest(prompt="x"), defaults)
+    assert (bare.width, bare.height, bare.steps, bare.cfg_scale) == (32, 40, 12, 4.0)
+    explicit = apply_defaults(Txt2ImgRequest(prompt="x", width=64, steps=3), defaults)
+    assert (explicit.width, explicit.height, explicit.steps) == (64, 40, 3)
+    assert apply_defaults(Txt2ImgRequest(prompt="x"), None).width == 512
+
+
+def test_unreadable_defaults_are_ignored(tmp_path: Path):
+    (tmp_path / DEFAULTS_FILE).write_text(json.dumps({"width": 33, "height": 40, "steps": 12, "cfg_scale": 4.0}))
+    assert read_defaults(tmp_path) is None
+    assert read_defaults(tmp_path / "missing") is None
