@@ -1,4 +1,6 @@
-"""``python -m inference_api serve|build-tiny-model|build-toy-model|build-tiny-lora|build-tiny-embedding|build-tiny-controlnet``."""
+"""``python -m inference_api serve|build-tiny-model|build-toy-model|build-tiny-lora|build-tiny-embedding|...``.
+
+The ``build-*`` commands write models for tests and the local stack (``build-tiny-controlnet`` too)."""
 
 from __future__ import annotations
 
