@@ -42,6 +42,7 @@ from contract.status import (
 )
 from contract.tasks import RUNTIME_TASKTYPES, TaskStatus, TaskType
 from contract.webhooks import (
+    Priority,
     WebhookRecord,
     WebhookTarget,
     new_secret,
@@ -67,6 +68,7 @@ __all__ = [
     "LegacyRequest",
     "Limits",
     "Notification",
+    "Priority",
     "QueueMessage",
     "RefError",
     "RefKind",

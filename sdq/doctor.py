@@ -230,7 +230,7 @@ def stack_outputs(aws: Aws, stack_name: str) -> dict[str, str] | None:
 
 def check_queues(outputs: dict[str, str], aws: Aws) -> Iterator[Finding]:
     sqs = aws.client("sqs")
-    urls = {k: v for k, v in sorted(outputs.items()) if k.startswith(("QueueUrl", "DlqUrl"))}
+    urls = {k: v for k, v in sorted(outputs.items()) if k.startswith(("QueueUrl", "HighQueueUrl", "DlqUrl"))}
     if not urls:
         yield Finding("queues", "fail", "the stack has no QueueUrl*/DlqUrl* outputs", "redeploy the stack")
     for key, url in urls.items():

@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from contract import ContractError, dead_letter_prefix, parse_queue_body, requeue_update, utcnow
+from contract import ContractError, Priority, dead_letter_prefix, parse_queue_body, requeue_update, utcnow
 
 # How long a DLQ message received by a redrive stays invisible when it cannot be moved (it is not a task).
 _HOLD_SECONDS = 300
@@ -33,6 +33,8 @@ class RedriveTarget:
     dlq_url: str
     table: str
     bucket: str
+    # A high-priority task goes back to the runtime's high-priority queue ("": the stack has none).
+    high_queue_url: str = ""
 
     @property
     def dlq_name(self) -> str:
@@ -94,7 +96,8 @@ class Redriver:
             # Completed or cancelled (or no record): sent anyway; the agent announces and drops it.
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-        self.sqs.send_message(QueueUrl=self.target.queue_url, MessageBody=body)
+        high = message.priority is Priority.HIGH and self.target.high_queue_url
+        self.sqs.send_message(QueueUrl=self.target.high_queue_url if high else self.target.queue_url, MessageBody=body)
         report.requeued.append(message.id)
         return True
 
@@ -119,6 +122,7 @@ def target_from_stack(stack_name: str, runtime: str, session: Any) -> RedriveTar
         outputs[wanted["dlq"]],
         outputs[wanted["table"]],
         outputs[wanted["bucket"]],
+        outputs.get(f"HighQueueUrl{suffix}", ""),
     )
 
 
@@ -135,7 +139,14 @@ def target_from_local(local_file: Path, runtime: str) -> tuple[RedriveTarget, st
     if not isinstance(queues, dict):
         raise RedriveError(f"the local stack has no runtime {runtime!r}")
     return (
-        RedriveTarget(runtime, queues["queue_url"], queues["dlq_url"], resources["table"], resources["bucket"]),
+        RedriveTarget(
+            runtime,
+            queues["queue_url"],
+            queues["dlq_url"],
+            resources["table"],
+            resources["bucket"],
+            queues.get("high_queue_url", ""),
+        ),
         endpoint,
     )
 

@@ -9,9 +9,14 @@
 
 from __future__ import annotations
 
+import io
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from contract import parse_request, to_queue_message
 from local_stack.moto_server import MotoServer
+from sdq.cli import main as sdq
 from tests.agent_fakes.a1111 import Behavior, FakeA1111
 from tests.agent_fakes.aws_world import AgentWorld, async_wait_until, task
 from tests.agent_fakes.fixtures import a1111_fixture, world_fixture  # noqa: F401
@@ -106,3 +111,18 @@ async def test_the_deployed_agent_reads_its_webhook_secret_from_secrets_manager(
     assert await _webhook_secret(load_settings(base), None) is None
     local = load_settings({**base, "WEBHOOK_SECRET": "whsec_abc", "WEBHOOK_SECRET_ARN": arn})
     assert await _webhook_secret(local, None) == "whsec_abc"  # the local stack's wins
+
+
+def test_redrive_puts_a_high_priority_task_back_on_the_high_queue(aws_env: MotoServer, tmp_path: Path) -> None:
+    world = AgentWorld(aws_env.endpoint, high_queue=True).create()
+    sqs = world.client("sqs")
+    for task_id, priority in (("dead-high", "high"), ("dead-normal", "normal")):
+        message = to_queue_message(parse_request(task(task_id, priority=priority), runtimes={world.runtime}))
+        sqs.send_message(QueueUrl=world.dlq_url, MessageBody=message.model_dump_json())
+    local = tmp_path / "local.json"
+    queues = {"queue_url": world.queue_url, "dlq_url": world.dlq_url, "high_queue_url": world.high_queue_url}
+    resources = {"table": world.table, "bucket": world.bucket, "runtimes": {world.runtime: queues}}
+    local.write_text(json.dumps({"endpoint": "http://unused", "aws_endpoint": world.endpoint, "resources": resources}))
+    assert sdq(["redrive", world.runtime, "--local-file", str(local)], out=io.StringIO()) == 0
+    assert world.queue_counts(world.high_queue_url)[0] == 1
+    assert world.queue_counts(world.queue_url)[0] == 1
