@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from contract.errors import FieldIssue
+from contract import FieldIssue
 from inference_api.errors import InvalidRequest
 from inference_api.images import decode_image, resize_for_img2img
 from inference_api.networks import NetworkCatalog
