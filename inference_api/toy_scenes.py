@@ -113,3 +113,40 @@ def render(scene: Scene, size: int, generator: torch.Generator | None = None) ->
 def nearest_colour(rgb: tuple[float, float, float]) -> str:
     """The palette name closest to an RGB triple in 0..255."""
     return min(COLOURS, key=lambda name: sum((a - b) ** 2 for a, b in zip(COLOURS[name], rgb, strict=True)))
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a picture shows, read back as the captions say it: the shapes' dominant colour and side."""
+
+    colour: str | None
+    side: str | None  # "left" or "right" of the centre line
+
+
+def read_picture(pixels: torch.Tensor, background: str) -> Reading:
+    """``pixels``: ``H x W x 3`` in 0..255. The shape region is every pixel nearest a palette colour other than
+    the background's; its most frequent colour and the side of its centre of mass are the reading."""
+    flat = pixels.reshape(-1, 3).float()
+    palette = torch.tensor(list(COLOURS.values()), dtype=torch.float32)
+    nearest = torch.cdist(flat, palette).argmin(dim=1)
+    names = list(COLOURS)
+    region = nearest != names.index(background)
+    if int(region.sum()) == 0:
+        return Reading(None, None)
+    colour = names[int(torch.bincount(nearest[region], minlength=len(names)).argmax())]
+    width = pixels.shape[1]
+    xs = torch.arange(flat.shape[0]) % width
+    centre = float(xs[region].float().mean()) + 0.5
+    return Reading(colour, "left" if centre < width / 2 else "right")
+
+
+def evaluation_scenes(count: int, seed: int = 1234) -> list[Scene]:
+    """Seeded one-shape scenes on white, on the left or the right: the prompts the semantic checks use."""
+    generator = torch.Generator().manual_seed(seed)
+    colours = [c for c in COLOURS if c != "white"]
+    scenes = []
+    for n in range(count):
+        colour = colours[int(torch.randint(len(colours), (1,), generator=generator))]
+        kind = SHAPES[int(torch.randint(len(SHAPES), (1,), generator=generator))]
+        scenes.append(Scene((Shape(kind, colour, ("left", "right")[n % 2]),), "white"))
+    return scenes

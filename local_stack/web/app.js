@@ -174,12 +174,18 @@
     window.setTimeout(poll, POLL_MS);
   }
 
+  for (const suggestion of document.querySelectorAll("button.suggestion")) {
+    suggestion.addEventListener("click", () => { $("prompt").value = suggestion.textContent; });
+  }
+
   $("submit-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const errorBox = $("form-error");
     errorBox.hidden = true;
-    const side = Number($("size").value);
-    const content = { prompt: $("prompt").value.trim(), steps: Number($("steps").value), width: side, height: side };
+    // Left empty, size and steps are not sent: the served model's own defaults apply (the toy model: 32 x 32).
+    const content = { prompt: $("prompt").value.trim() };
+    if ($("size").value) content.width = content.height = Number($("size").value);
+    if ($("steps").value) content.steps = Number($("steps").value);
     const seed = Number($("seed").value);
     if (Number.isInteger(seed) && seed >= 0) content.seed = seed;
     if ($("negative").value.trim()) content.negative_prompt = $("negative").value.trim();

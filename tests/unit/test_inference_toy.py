@@ -78,3 +78,15 @@ def test_unreadable_defaults_are_ignored(tmp_path: Path):
     (tmp_path / DEFAULTS_FILE).write_text(json.dumps({"width": 33, "height": 40, "steps": 12, "cfg_scale": 4.0}))
     assert read_defaults(tmp_path) is None
     assert read_defaults(tmp_path / "missing") is None
+
+
+def test_reading_a_rendered_scene_gives_back_its_colour_and_side():
+    from inference_api.toy_scenes import evaluation_scenes, read_picture
+
+    scenes = evaluation_scenes(20)
+    assert {s.shapes[0].position for s in scenes} == {"left", "right"}
+    for scene in scenes:
+        pixels = render(scene, 32).permute(1, 2, 0) * 255
+        reading = read_picture(pixels, scene.background)
+        assert (reading.colour, reading.side) == (scene.shapes[0].colour, scene.shapes[0].position)
+    assert read_picture(torch.full((8, 8, 3), 245.0), "white").colour is None

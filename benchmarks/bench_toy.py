@@ -1,0 +1,80 @@
+"""The toy-world model: build time (one thread, as the stack builds it), per-image time at its defaults, how
+often a picture shows the prompt's colour and side (24 seeded one-shape prompts), and ``make demo``'s entry
+with the model already cached."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPTS = 24
+
+
+def _semantics(folder: Path) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from inference_api.model_defaults import read_defaults
+    from inference_api.toy_scenes import evaluation_scenes, read_picture
+
+    defaults = read_defaults(folder)
+    assert defaults is not None
+    pipe = StableDiffusionPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    colour_ok = side_ok = 0
+    started = time.perf_counter()
+    for n, scene in enumerate(evaluation_scenes(PROMPTS)):
+        image = pipe(
+            scene.caption(),
+            num_inference_steps=defaults.steps,
+            guidance_scale=defaults.cfg_scale,
+            generator=torch.Generator().manual_seed(n),
+        ).images[0]
+        reading = read_picture(torch.from_numpy(np.asarray(image).copy()), scene.background)
+        colour_ok += reading.colour == scene.shapes[0].colour
+        side_ok += reading.side == scene.shapes[0].position
+    per_image = (time.perf_counter() - started) / PROMPTS
+    return {
+        "seconds_per_image": round(per_image, 3),
+        "size": f"{defaults.width}x{defaults.height}",
+        "steps": defaults.steps,
+        "colour_match": round(colour_ok / PROMPTS, 3),
+        "side_match": round(side_ok / PROMPTS, 3),
+    }
+
+
+def _demo_seconds(outputs: Path) -> float:
+    """``python -m local_stack demo`` as ``make demo`` runs it, the toy model cached by a first run."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "local_stack", "demo", "--outputs", str(outputs)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'lambda'}"},
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"demo failed:\n{done.stdout}\n{done.stderr}")
+    return time.perf_counter() - started
+
+
+def run() -> dict[str, Any]:
+    from inference_api.toy import ToyRecipe, build_toy_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        folder = build_toy_model(Path(tmp), ToyRecipe())
+        build_seconds = time.perf_counter() - started
+        metrics = {"build_seconds": round(build_seconds, 1), **_semantics(folder)}
+        _demo_seconds(Path(tmp) / "first")  # builds the stack's cached copy when it is missing
+        metrics["demo_cached_seconds"] = round(_demo_seconds(Path(tmp) / "second"), 1)
+    return {"metrics": metrics, "threads": 1, "cpus": os.cpu_count()}
