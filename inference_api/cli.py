@@ -1,6 +1,7 @@
 """``python -m inference_api serve|build-tiny-model|build-toy-model|build-tiny-lora|build-tiny-embedding|...``.
 
-The ``build-*`` commands write models for tests and the local stack (``build-tiny-controlnet`` too)."""
+The ``build-*`` commands write models for tests and the local stack (``build-tiny-controlnet`` and
+``build-tiny-motion-module`` too)."""
 
 from __future__ import annotations
 
@@ -101,6 +102,14 @@ def _build_tiny_embedding(args: argparse.Namespace) -> int:
     from inference_api.embeddings import build_tiny_embedding
 
     print(build_tiny_embedding(Path(args.model_dir), Path(args.out), vectors=args.vectors, seed=args.seed))
+    return 0
+
+
+def _build_tiny_motion_module(args: argparse.Namespace) -> int:
+    from inference_api.animatediff import build_tiny_motion_module
+
+    _quiet_libraries()
+    print(build_tiny_motion_module(Path(args.model_dir), Path(args.out), seed=args.seed))
     return 0
 
 
@@ -220,6 +229,14 @@ def parser() -> argparse.ArgumentParser:
     cn.add_argument("out", help="the folder to write (e.g. MODELS/ControlNet/NAME)")
     cn.add_argument("--seed", type=int, default=0)
     cn.set_defaults(func=_build_tiny_controlnet)
+
+    mm = sub.add_parser(
+        "build-tiny-motion-module", help="write a random AnimateDiff motion module (MotionAdapter folder) for a model"
+    )
+    mm.add_argument("model_dir", help="the SD 1.x diffusers folder the motion module is for")
+    mm.add_argument("out", help="the folder to write (e.g. MODELS/AnimateDiff/NAME)")
+    mm.add_argument("--seed", type=int, default=0)
+    mm.set_defaults(func=_build_tiny_motion_module)
     return p
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from inference_api import controlnet, embeddings, inpaint, lora, prompt_weights, vae
+from inference_api import animatediff, controlnet, embeddings, inpaint, lora, prompt_weights, vae
 from inference_api.catalog import ModelEntry
 from inference_api.loading import LoadedModel
 from inference_api.networks import NetworkFile, strip_tags
@@ -79,6 +79,7 @@ class GenerationJob:
     infotext_extra: dict[str, Any] = field(default_factory=dict)  # more A1111 infotext items (hires...)
     control_units: list[controlnet.ControlUnit] = field(default_factory=list)
     vae: NetworkFile | None = None  # sd_vae: None is the model's own
+    motion: animatediff.MotionSpec | None = None  # AnimateDiff: each "image" is a video of motion.frames
     submitted: float = field(default_factory=time.monotonic)
     control: JobControl = field(default_factory=JobControl, compare=False)
 
@@ -89,7 +90,7 @@ class GenerationJob:
     @property
     def mergeable(self) -> bool:
         # Inpainting masks and multi-iteration jobs keep A1111's one-call-per-iteration behaviour.
-        return self.task is not TaskKind.INPAINT and self.n_iter == 1 and not self.control_units
+        return self.task is not TaskKind.INPAINT and self.n_iter == 1 and not self.control_units and self.motion is None
 
     def batch_key(self) -> tuple[Any, ...]:
         strength = self.denoising_strength if self.task.uses_init_image else None
@@ -126,6 +127,7 @@ class GenerationResult:
     batch: BatchInfo
     notes: list[str]
     interrupted: bool = False
+    videos: list[list[Image.Image]] = field(default_factory=list)  # AnimateDiff: the frames of each video
 
 
 def plan_calls(jobs: list[GenerationJob]) -> list[list[tuple[int, int]]]:
@@ -158,6 +160,8 @@ def run_batch(
     notes = _set_scheduler(pipe, loaded, lead.sampler)
     notes += lora.apply(pipe, loaded.lora_state, list(lead.loras))
     notes += _apply_vae(pipe, loaded, lead)
+    if lead.motion is not None:  # built after LoRA/VAE so the motion UNet carries them
+        pipe = _motion_pipeline(loaded, pipe, lead.motion)
     lookups: list[prompt_weights.EmbeddingLookup | None] = []
     if lead.embeddings and prompt_weights.supports(pipe, set(inspect.signature(pipe.__call__).parameters)):
         lookups, skipped = embeddings.lookups(pipe, lead.embeddings)
@@ -166,6 +170,7 @@ def run_batch(
     accepted = set(inspect.signature(pipe.__call__).parameters)
     calls = plan_calls(jobs)
     outputs: list[list[Image.Image | None]] = [[None] * job.image_count for job in jobs]
+    videos: list[list[list[Image.Image]]] = [[] for _ in jobs]
     started = time.monotonic()
     for call_no, call in enumerate(calls):
         members = [jobs[j] for j in dict.fromkeys(j for j, _ in call)]
@@ -178,7 +183,13 @@ def run_batch(
             _seed_noise_sampler(pipe, [jobs[j].seeds[i] for j, i in call])
             kwargs = _call_kwargs(pipe, jobs, call, accepted, progress, device, lookups, members)
             with torch.inference_mode():
-                images = pipe(**kwargs).images
+                output = pipe(**kwargs)
+            if lead.motion is not None:
+                for (j, _), frames in zip(call, output.frames, strict=True):
+                    videos[j].append(list(frames))
+                images = [frames[0] for frames in output.frames]
+            else:
+                images = output.images
         for (j, i), image in zip(call, images, strict=True):
             plans = jobs[j].inpaint_plans
             outputs[j][i] = inpaint.finish(image, plans[i]) if plans else image
@@ -192,8 +203,9 @@ def run_batch(
             batch=info,
             notes=[*job.notes, *notes],
             interrupted=job.control.interrupted,
+            videos=clips,
         )
-        for job, imgs in zip(jobs, outputs, strict=True)
+        for job, imgs, clips in zip(jobs, outputs, videos, strict=True)
     ]
 
 
@@ -257,6 +269,13 @@ def _pipeline(loaded: LoadedModel, lead: GenerationJob) -> Any:
     return controlnet.pipeline(base, lead.task, models)
 
 
+def _motion_pipeline(loaded: LoadedModel, base: Any, motion: animatediff.MotionSpec) -> Any:
+    key = str(motion.path)
+    if key not in loaded.motion_adapters:
+        loaded.motion_adapters[key] = animatediff.load_adapter(motion.path)
+    return animatediff.pipeline(base, loaded.motion_adapters[key])
+
+
 def _apply_vae(pipe: Any, loaded: LoadedModel, lead: GenerationJob) -> list[str]:
     if getattr(pipe, "vae", None) is None:
         return []
@@ -310,6 +329,8 @@ def _call_kwargs(
         kwargs["strength"] = effective_strength(lead)
     if lead.task is TaskKind.INPAINT and lead.mask is not None:
         kwargs["mask_image"] = [lead.mask] * len(call)
+    if lead.motion is not None:
+        kwargs["num_frames"] = lead.motion.frames
     if lead.control_units:
         kwargs.update(controlnet.call_kwargs(lead.control_units, lead.task, len(call)))
 

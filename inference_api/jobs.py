@@ -11,7 +11,7 @@ from typing import Any
 from PIL import Image
 
 from contract import FieldIssue
-from inference_api import controlnet, inpaint, vae
+from inference_api import animatediff, controlnet, inpaint, vae
 from inference_api.catalog import ModelEntry
 from inference_api.embeddings import mentioned
 from inference_api.errors import InvalidRequest, NotReady, invalid
@@ -67,11 +67,18 @@ def build_job(
         req.alwayson_scripts, networks, req.width, req.height
     )
     issues += control_issues
+    motion, motion_issues = animatediff.parse(req.alwayson_scripts, networks)
+    issues += motion_issues
+    if motion is not None and task is not TaskKind.TXT2IMG:
+        issues.append(FieldIssue("alwayson_scripts.AnimateDiff", "unsupported", "AnimateDiff runs on txt2img only"))
+    if motion is not None and model is not None and "xl" in model.family.lower():
+        message = f"the motion module {motion.model!r} needs an SD 1.x model; {model.title} is SDXL"
+        issues.append(FieldIssue("alwayson_scripts.AnimateDiff.args.0.model", "unsupported", message))
     if issues:
         raise invalid(issues)
     if model is None or sampler is None:
         raise NotReady("no model is available in the model directory")
-    count = req.image_count
+    count = req.n_iter if motion is not None else req.image_count  # AnimateDiff: one video per iteration
     seed = req.seed if req.seed >= 0 else random.randrange(SEED_SPACE)
     settings = {**options, **(req.override_settings or {})}
     clip_skip = req.clip_skip or _int_option(settings, "CLIP_stop_at_last_layers") or 1
@@ -86,7 +93,7 @@ def build_job(
         steps=req.steps,
         cfg_scale=req.cfg_scale,
         sampler=sampler,
-        batch_size=req.batch_size,
+        batch_size=1 if motion is not None else req.batch_size,
         n_iter=req.n_iter,
         clip_skip=clip_skip,
         sdxl_clip_l_skip=settings.get("sdxl_clip_l_skip") is True,
@@ -94,6 +101,11 @@ def build_job(
     )
     job.loras, job.notes = resolve_loras([req.prompt, req.negative_prompt], networks)
     job.control_units, job.notes = control_units, [*job.notes, *control_notes]
+    if motion is not None:
+        job.motion = motion
+        job.notes += animatediff.notes(motion)
+        described = f"model: {motion.model}, video_length: {motion.frames}, fps: {motion.fps:g}"
+        job.infotext_extra["AnimateDiff"] = f'"{described}"'
     vae_name = settings.get("sd_vae")
     if isinstance(vae_name, str) and not vae.wants_own(vae_name):
         job.vae = networks.find_vae(vae_name) if networks is not None else None
@@ -152,8 +164,10 @@ def response_body(
     req: GenerationRequest, job: GenerationJob, result: GenerationResult, compress_level: int = FAST_PNG
 ) -> dict[str, Any]:
     """``{"images", "parameters", "info"}`` as AUTOMATIC1111 answers txt2img and img2img (CPU work: PNGs)."""
-    images = []
-    if req.send_images:
+    images: list[str] = []
+    if req.send_images and job.motion is not None:
+        images = _animation_images(job, result, compress_level)
+    elif req.send_images:
         schedule = job.sampler.schedule.name
         images = [
             encode_png(img, infotext(job, i, job.model.title, schedule), compress_level)
@@ -168,10 +182,27 @@ def response_body(
     return {"images": images, "parameters": parameters, "info": info}
 
 
+def _animation_images(job: GenerationJob, result: GenerationResult, compress_level: int) -> list[str]:
+    """As the AnimateDiff extension answers: each video per asked container, then the frames if ``Frame``."""
+    motion = job.motion
+    assert motion is not None
+    images = [
+        animatediff.encode(frames, fmt, motion.fps, motion.loop)
+        for frames in result.videos
+        for fmt in motion.containers
+    ]
+    if motion.returns_frames:
+        schedule = job.sampler.schedule.name
+        for i, frames in enumerate(result.videos):
+            text = infotext(job, i, job.model.title, schedule)
+            images += [encode_png(frame, text, compress_level) for frame in frames]
+    return images
+
+
 def unsupported_notes(req: GenerationRequest) -> list[str]:
     """A1111 features this runtime accepts but does not apply: said in ``info`` rather than failing the job."""
     notes = []
-    idle = sorted(name for name in req.alwayson_scripts if name.lower() not in SUPPORTED_SCRIPTS)
+    idle = sorted(name for name in req.alwayson_scripts if name.lower() not in {s.lower() for s in SUPPORTED_SCRIPTS})
     if idle:
         notes.append(f"alwayson_scripts ignored: {', '.join(idle)}")
     if req.styles:

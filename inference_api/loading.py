@@ -120,6 +120,7 @@ class LoadedModel:
     lora_state: LoraState = field(default_factory=LoraState)  # LoRAs merged into the weights now
     controlnets: dict[str, Any] = field(default_factory=dict)  # ControlNet models loaded for it, by path
     vae_state: VaeState = field(default_factory=VaeState)  # which VAE weights are loaded (sd_vae)
+    motion_adapters: dict[str, Any] = field(default_factory=dict)  # AnimateDiff motion modules, by path
     _derived: dict[TaskKind, Any] = field(default_factory=dict)
 
     def pipeline(self, task: TaskKind) -> Any:
@@ -142,6 +143,7 @@ class LoadedModel:
         self._derived.clear()
         self.lora_state = LoraState()
         self.controlnets.clear()
+        self.motion_adapters.clear()
         self.vae_state = VaeState()
         self.text2img = None
 

@@ -119,7 +119,8 @@ class NetworkCatalog:
 
     def refresh(self) -> None:
         found = {kind: {f.name.lower(): f for f in _scan(self.root / kind)} for kind in _KINDS}
-        found[CONTROLNET_DIR].update({f.name.lower(): f for f in _scan_folders(self.root / CONTROLNET_DIR)})
+        for kind in (CONTROLNET_DIR, MOTION_DIR):  # diffusers folders (ControlNetModel, MotionAdapter)
+            found[kind].update({f.name.lower(): f for f in _scan_folders(self.root / kind)})
         with self._lock:
             self._files = found
 

@@ -14,7 +14,7 @@ from typing import Any
 
 # Scripts this runtime implements; add a name here when its implementation lands (GET /sdapi/v1/scripts
 # lists these too, through Engine.script_names).
-SUPPORTED_SCRIPTS: frozenset[str] = frozenset({"controlnet"})
+SUPPORTED_SCRIPTS: frozenset[str] = frozenset({"controlnet", "animatediff"})
 
 
 def asks_for_something(script: Any) -> bool:

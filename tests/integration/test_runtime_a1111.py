@@ -19,6 +19,7 @@ SMALL = {"prompt": "a photo of a cat", "steps": 3, "width": 64, "height": 64, "s
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    from inference_api.animatediff import build_tiny_motion_module
     from inference_api.controlnet import build_tiny_controlnet
     from inference_api.embeddings import build_tiny_embedding
     from inference_api.lora import build_tiny_lora
@@ -39,6 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     build_tiny_vae(models / TINY, models / "VAE" / "tiny-vae.safetensors", seed=4)
     build_tiny_controlnet(models / TINY, models / "ControlNet" / "tiny-cn-b", seed=2)
     build_tiny_controlnet(models / TINY_XL, models / "ControlNet" / "tiny-xl-cn", seed=3)
+    build_tiny_motion_module(models / TINY, models / "AnimateDiff" / "tiny-mm", seed=1)
     with serve_subprocess(models, root / "server.log", "--default-model", TINY, "--cache-size", "2") as running:
         yield running
 
@@ -287,3 +289,36 @@ def test_sd_vae_swaps_the_vae_and_automatic_restores_it(server: RunningServer) -
     unknown = generate(server, override_settings={"sd_vae": "nope.safetensors"})
     assert "not found" in " ".join(notes(unknown))
     assert [v["model_name"] for v in server.client.get("/sdapi/v1/sd-vae").json()] == ["tiny-vae.safetensors"]
+
+
+def _animatediff(**fields: Any) -> dict[str, Any]:
+    arg = {"enable": True, "model": "tiny-mm.safetensors", "video_length": 3, "fps": 8, "format": ["GIF"]}
+    return {"AnimateDiff": {"args": [{**arg, **fields}]}}
+
+
+def test_animatediff_returns_a_gif_of_the_asked_frames(server: RunningServer) -> None:
+    import base64
+    import io
+
+    from PIL import Image, ImageSequence
+
+    body = generate(server, steps=2, batch_size=3, alwayson_scripts=_animatediff(format=["GIF", "WEBP", "Frame"]))
+    gif, webp, *frames = (base64.b64decode(data) for data in body["images"])
+    assert gif.startswith(b"GIF89a") and webp[8:12] == b"WEBP"
+    decoded = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(Image.open(io.BytesIO(gif)))]
+    assert len(decoded) == 3 and len(frames) == 3
+    assert Image.open(io.BytesIO(webp)).n_frames == 3
+    assert any(not np.array_equal(decoded[0], other) for other in decoded[1:])  # it moves
+    assert "AnimateDiff: " in json.loads(body["info"])["infotexts"][0]
+    still = generate(server, steps=2, alwayson_scripts=_animatediff(enable=False))
+    assert decode_png(still["images"][0]).size == (64, 64)  # enable false: plain txt2img
+
+
+def test_animatediff_refuses_video_encoders_it_lacks_and_unknown_modules(server: RunningServer) -> None:
+    response = server.client.post("/sdapi/v1/txt2img", json={**SMALL, "alwayson_scripts": _animatediff(format=["MP4"])})
+    assert response.status_code == 422
+    assert "GIF" in response.text and "MP4" in response.text
+    response = server.client.post("/sdapi/v1/txt2img", json={**SMALL, "alwayson_scripts": _animatediff(model="nope")})
+    assert response.status_code == 422 and "tiny-mm" in response.text
+    response = server.client.post("/sdapi/v1/txt2img", json={**SMALL, **xl(alwayson_scripts=_animatediff())})
+    assert response.status_code == 422 and "SD 1.x" in response.text

@@ -379,29 +379,29 @@ def test_helpers_write_models_where_expected(tmp_path: Path) -> None:
 
 def test_unsupported_a1111_features_are_noted_not_fatal(server: RunningServer) -> None:
     body = txt2img(
-        server, alwayson_scripts={"AnimateDiff": {"args": []}}, styles=["cinematic"], refiner_checkpoint=TINY_B
+        server, alwayson_scripts={"ADetailer": {"args": []}}, styles=["cinematic"], refiner_checkpoint=TINY_B
     )
     notes = " ".join(json.loads(body["info"])["extra_generation_params"]["notes"])
-    assert "AnimateDiff" in notes and "styles" in notes and "refiner_checkpoint" in notes
+    assert "ADetailer" in notes and "styles" in notes and "refiner_checkpoint" in notes
 
 
 def test_a_script_the_runtime_does_not_run_is_refused_not_ignored(server: RunningServer) -> None:
-    # The replaced sample's text-to-video payload: answering it with still images would be a wrong success.
-    animatediff = {"args": [{"enable": True, "model": "mm_sd15_v3.safetensors", "video_length": 16}]}
+    # A face detailer answered without its pass would be a wrong success.
+    adetailer = {"args": [{"ad_model": "face_yolov8n.pt"}]}
     for img2img in (False, True):
         extra = {"init_images": [png_b64()]} if img2img else {}
         endpoint = "img2img" if img2img else "txt2img"
         response = server.client.post(
-            f"/sdapi/v1/{endpoint}", json={**SMALL, **extra, "alwayson_scripts": {"AnimateDiff": animatediff}}
+            f"/sdapi/v1/{endpoint}", json={**SMALL, **extra, "alwayson_scripts": {"ADetailer": adetailer}}
         )
         assert response.status_code == 422, response.text
         (issue,) = response.json()["error"]["fields"]
         assert issue["field"] == "alwayson_scripts" and issue["rule"] == "unsupported"
-        assert "AnimateDiff" in issue["message"]
+        assert "ADetailer" in issue["message"]
     # Entries that ask for nothing (switched off, no args) are accepted, as webui clients send them.
-    idle = {"AnimateDiff": {"args": [{"enable": False}]}, "ControlNet": {"args": [{"enabled": False}] * 2}}
+    idle = {"ADetailer": {"args": [{"enable": False}]}, "ControlNet": {"args": [{"enabled": False}] * 2}}
     body = txt2img(server, alwayson_scripts=idle)
-    assert "AnimateDiff" in " ".join(json.loads(body["info"])["extra_generation_params"]["notes"])
+    assert "ADetailer" in " ".join(json.loads(body["info"])["extra_generation_params"]["notes"])
 
 
 def test_sampler_and_scheduler_lists(server: RunningServer) -> None:

@@ -29,8 +29,12 @@ def test_asks_for_something(script: Any, asks: bool) -> None:
 
 
 def test_unsupported_scripts_are_named() -> None:
-    scripts = {"AnimateDiff": {"args": [{"enable": True}]}, "ControlNet": {"args": [{"enabled": True}]}}
-    assert unsupported_scripts(scripts) == ["AnimateDiff"]
-    with pytest.raises(ValueError, match="AnimateDiff"):
+    scripts = {
+        "ADetailer": {"args": [{"enable": True}]},
+        "AnimateDiff": {"args": [{"enable": True}]},
+        "ControlNet": {"args": [{"enabled": True}]},
+    }
+    assert unsupported_scripts(scripts) == ["ADetailer"]
+    with pytest.raises(ValueError, match="ADetailer"):
         check_scripts(scripts)
     assert check_scripts({"ControlNet": {"args": []}}) == {"ControlNet": {"args": []}}
