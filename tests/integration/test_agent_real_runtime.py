@@ -25,6 +25,7 @@ from inference_api.settings import ServerSettings
 from inference_api.tiny import build_tiny_model
 from tests.agent_fakes.aws_world import AgentWorld, task, wait_until
 from tests.agent_fakes.harness import AgentProcess, running_agent
+from tests.conftest import TEST_FIXTURES
 from tests.runtime_helpers import TINY, TINY_B, RunningServer, serve_in_thread
 
 pytestmark = pytest.mark.timeout(600)
@@ -152,3 +153,37 @@ def test_a_second_signal_aborts_the_calls_at_our_runtime_and_hands_them_back(
     assert world.notifications() == []
     # The runtime stopped the running call at its next step (its counters move when the call ends).
     wait_until(lambda: slow_runtime.client.get("/stats").json()["interrupted"] >= 1, 120, what="interrupted")
+
+
+async def test_the_sample_text_to_video_payload_completes_with_a_gif(aws_env, models: Path) -> None:
+    from contract import legacy_request, parse_legacy_request
+    from inference_api.animatediff import build_tiny_motion_module
+
+    build_tiny_motion_module(models / TINY, models / "AnimateDiff" / "mm_sd15_v3", seed=1)
+    world = AgentWorld(aws_env.endpoint, visibility_timeout=60).create()
+    # The sample's t2v body as its client posts it, scaled down: 64 px, 2 steps, 3 frames, our tiny model.
+    body = json.loads((TEST_FIXTURES / "requests-v1alpha1" / "t2v.json").read_text())
+    scripts = body["alwayson_scripts"]
+    scripts.update(id_task="video-1", sd_model_checkpoint=TINY)
+    scripts["AnimateDiff"]["args"][0].update(video_length=3)
+    body.update(steps=2, width=64, height=64, batch_size=3)
+    with serve_in_thread(ServerSettings(models_dir=models, default_model=TINY)) as server:
+        # What POST /v1alpha1/ does with it: the legacy body made an ordinary task for this runtime.
+        request = legacy_request(parse_legacy_request(body), world.runtime)
+        world.submit(request.model_dump(mode="json", exclude_none=True))
+        async with running_agent(_ours(world, server)):
+            (note,) = await world.await_notifications(1, timeout=300)
+    assert note["status"] == "completed", json.dumps(note)[:3000]
+    prefix = f"{scripts['save_dir']}/video-1/"
+    (key,) = [k for k in world.objects(prefix) if not k.endswith((".out", ".json"))]
+    assert key == f"{prefix}video-1-1.gif"
+    head = world.client("s3").head_object(Bucket=world.bucket, Key=key)
+    assert head["ContentType"] == "image/gif"
+    gif = Image.open(io.BytesIO(world.objects(key)[key]))
+    assert gif.format == "GIF" and gif.n_frames == 3
+    assert any(url.endswith("video-1-1.gif") for url in _image_urls(note))
+
+
+def _image_urls(note: dict[str, Any]) -> list[str]:
+    urls = note.get("image_url") or []
+    return [urls] if isinstance(urls, str) else list(urls)
