@@ -29,7 +29,7 @@ from inference_api.extras import Extras
 from inference_api.generation import GenerationJob, GenerationResult, prompt_chunks
 from inference_api.health import Health
 from inference_api.http_schemas import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
-from inference_api.jobs import build_job, response_body, unsupported_notes
+from inference_api.jobs import build_job, refiner_request, response_body, set_refiner, unsupported_notes
 from inference_api.loading import DeviceSettings
 from inference_api.metrics import Counters
 from inference_api.networks import NetworkCatalog
@@ -177,6 +177,11 @@ class Engine:
             except InferenceError as exc:
                 model, issues = None, exc.fields
         job = build_job(req, task, model, issues, self.options.values, self.networks)
+        refiner = refiner_request(req)
+        if refiner is not None:
+            entry = self.selection.find(refiner[0], "refiner_checkpoint")
+            refiner_hash = self.selection.hashes.get(entry.name)
+            set_refiner(job, entry, refiner[1], refiner_hash[:10] if refiner_hash else None)
         model_hash = self.selection.hashes.get(job.model.name)
         if model_hash:
             job.infotext_extra["Model hash"] = model_hash[:10]

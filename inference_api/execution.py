@@ -101,7 +101,9 @@ class BatchRunner:
             device = self._selection.device.device
             results: dict[int, GenerationResult] = {}
             for group in _by_prompt_chunks(loaded.text2img, jobs):
-                outcome = run_batch(loaded, group, self._progress, next(self._batch_ids), device)
+                outcome = run_batch(
+                    loaded, group, self._progress, next(self._batch_ids), device, self._selection.load_in_worker
+                )
                 results.update(zip(map(id, group), outcome, strict=True))
             return [results[id(job)] for job in jobs]
         finally:

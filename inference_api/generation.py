@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +80,8 @@ class GenerationJob:
     infotext_extra: dict[str, Any] = field(default_factory=dict)  # more A1111 infotext items (hires...)
     control_units: list[controlnet.ControlUnit] = field(default_factory=list)
     vae: NetworkFile | None = None  # sd_vae: None is the model's own
+    refiner: ModelEntry | None = None  # refiner_checkpoint: takes the latents over at refiner_switch_at
+    refiner_switch_at: float = 0.8
     motion: animatediff.MotionSpec | None = None  # AnimateDiff: each "image" is a video of motion.frames
     submitted: float = field(default_factory=time.monotonic)
     control: JobControl = field(default_factory=JobControl, compare=False)
@@ -90,7 +93,13 @@ class GenerationJob:
     @property
     def mergeable(self) -> bool:
         # Inpainting masks and multi-iteration jobs keep A1111's one-call-per-iteration behaviour.
-        return self.task is not TaskKind.INPAINT and self.n_iter == 1 and not self.control_units and self.motion is None
+        return (
+            self.task is not TaskKind.INPAINT
+            and self.n_iter == 1
+            and not self.control_units
+            and self.motion is None
+            and self.refiner is None
+        )
 
     def batch_key(self) -> tuple[Any, ...]:
         strength = self.denoising_strength if self.task.uses_init_image else None
@@ -146,8 +155,16 @@ def effective_strength(job: GenerationJob) -> float:
     return min(1.0, max(strength, (1.0 + 1e-6) / job.steps)) if strength > 0 else 0.0
 
 
+RefinerLoader = Callable[[ModelEntry], LoadedModel]
+
+
 def run_batch(
-    loaded: LoadedModel, jobs: list[GenerationJob], progress: Progress, batch_id: int, device: str
+    loaded: LoadedModel,
+    jobs: list[GenerationJob],
+    progress: Progress,
+    batch_id: int,
+    device: str,
+    load_refiner: RefinerLoader | None = None,
 ) -> list[GenerationResult]:
     """Run compatible jobs (all sharing ``jobs[0]``'s batch key) and split the images back per job.
 
@@ -182,8 +199,14 @@ def run_batch(
         else:
             _seed_noise_sampler(pipe, [jobs[j].seeds[i] for j, i in call])
             kwargs = _call_kwargs(pipe, jobs, call, accepted, progress, device, lookups, members)
+            refining = lead.refiner is not None and load_refiner is not None
+            if refining:  # the base stops at the switch point and hands its latents over
+                kwargs.update(denoising_end=lead.refiner_switch_at, output_type="latent")
             with torch.inference_mode():
                 output = pipe(**kwargs)
+            if refining:
+                assert load_refiner is not None
+                output.images = _refine(load_refiner, jobs, call, output.images, progress, device, members)
             if lead.motion is not None:
                 for (j, _), frames in zip(call, output.frames, strict=True):
                     videos[j].append(list(frames))
@@ -267,6 +290,29 @@ def _pipeline(loaded: LoadedModel, lead: GenerationJob) -> Any:
             loaded.controlnets[key] = controlnet.load_model(unit.path, base.unet)
         models.append(loaded.controlnets[key])
     return controlnet.pipeline(base, lead.task, models)
+
+
+def _refine(
+    load_refiner: RefinerLoader,
+    jobs: list[GenerationJob],
+    call: list[tuple[int, int]],
+    latents: Any,
+    progress: Progress,
+    device: str,
+    members: list[GenerationJob],
+) -> list[Image.Image]:
+    """A1111's refiner: the refiner model denoises the base's latents from ``refiner_switch_at`` to the end."""
+    lead = jobs[0]
+    assert lead.refiner is not None
+    refiner = load_refiner(lead.refiner)
+    pipe = refiner.pipeline(TaskKind.IMG2IMG)
+    _set_scheduler(pipe, refiner, lead.sampler)
+    accepted = set(inspect.signature(pipe.__call__).parameters)
+    kwargs = _call_kwargs(pipe, jobs, call, accepted, progress, device, [], members)
+    kwargs.pop("strength", None)
+    kwargs.update(image=latents, denoising_start=lead.refiner_switch_at)
+    with torch.inference_mode():
+        return list(pipe(**kwargs).images)
 
 
 def _motion_pipeline(loaded: LoadedModel, base: Any, motion: animatediff.MotionSpec) -> Any:

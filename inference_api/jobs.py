@@ -199,6 +199,34 @@ def _animation_images(job: GenerationJob, result: GenerationResult, compress_lev
     return images
 
 
+def refiner_request(req: GenerationRequest) -> tuple[str, float] | None:
+    """``refiner_checkpoint`` and ``refiner_switch_at`` when the request asks for a refiner, else None."""
+    extra = req.model_extra or {}
+    name = extra.get("refiner_checkpoint")
+    if not isinstance(name, str) or not name or name.lower() == "none":
+        return None
+    switch = extra.get("refiner_switch_at")
+    if switch is None:
+        switch = 0.8
+    if not isinstance(switch, int | float) or isinstance(switch, bool) or not 0 < switch < 1:
+        raise invalid([FieldIssue("refiner_switch_at", "range", "refiner_switch_at must be a number in (0, 1)")])
+    return name, float(switch)
+
+
+def set_refiner(job: GenerationJob, refiner: ModelEntry, switch_at: float, short_hash: str | None) -> None:
+    """Hand the latents over to ``refiner`` at ``switch_at`` (SDXL txt2img), or say why not."""
+    if job.task is not TaskKind.TXT2IMG or not (_is_xl(job.model) and _is_xl(refiner)):
+        job.notes.append("refiner_checkpoint is applied to SDXL txt2img only here; the whole generation used one model")
+        return
+    job.refiner, job.refiner_switch_at = refiner, switch_at
+    job.infotext_extra["Refiner"] = f"{refiner.title} [{short_hash}]" if short_hash else refiner.title
+    job.infotext_extra["Refiner switch at"] = switch_at
+
+
+def _is_xl(entry: ModelEntry) -> bool:
+    return "xl" in entry.family.lower()
+
+
 def unsupported_notes(req: GenerationRequest) -> list[str]:
     """A1111 features this runtime accepts but does not apply: said in ``info`` rather than failing the job."""
     notes = []
@@ -212,7 +240,7 @@ def unsupported_notes(req: GenerationRequest) -> list[str]:
     if req.restore_faces or req.tiling:
         notes.append("restore_faces and tiling are not supported")
     extra = req.model_extra or {}
-    for name in ("refiner_checkpoint", "hr_checkpoint_name"):
+    for name in ("hr_checkpoint_name",):
         value = extra.get(name)
         if isinstance(value, str) and value and value.lower() != "none":
             notes.append(f"{name} is not supported; the whole generation used one model")

@@ -14,6 +14,7 @@ import pytest
 
 from tests.runtime_helpers import TINY, TINY_XL, RunningServer, decode_png, serve_subprocess
 
+XL_REFINER = "tiny-xl-refiner"
 SMALL = {"prompt": "a photo of a cat", "steps": 3, "width": 64, "height": 64, "seed": 11}
 
 
@@ -30,6 +31,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     models = root / "models"
     build_tiny_model(models, name=TINY, seed=0)
     build_tiny_model(models, xl=True, name=TINY_XL, seed=3)
+    build_tiny_model(models, xl=True, name=XL_REFINER, seed=7)
     build_tiny_lora(models / TINY, models / "Lora" / "tiny-lora.safetensors", seed=1)
     build_tiny_lora(models / TINY, models / "Lora" / "other-lora.safetensors", seed=2)
     build_tiny_lora(models / TINY_XL, models / "Lora" / "xl" / "tiny-xl-lora.safetensors", seed=3)
@@ -322,3 +324,21 @@ def test_animatediff_refuses_video_encoders_it_lacks_and_unknown_modules(server:
     assert response.status_code == 422 and "tiny-mm" in response.text
     response = server.client.post("/sdapi/v1/txt2img", json={**SMALL, **xl(alwayson_scripts=_animatediff())})
     assert response.status_code == 422 and "SD 1.x" in response.text
+
+
+def test_the_refiner_takes_the_latents_over_at_the_switch_point(server: RunningServer) -> None:
+    plain = image(server, **xl(steps=4))
+    # The model refining itself from the switch point walks the same schedule: the plain image again.
+    itself = image(server, **xl(steps=4, refiner_checkpoint=TINY_XL, refiner_switch_at=0.5))
+    assert np.abs(itself - plain).max() <= 2
+    body = generate(server, **xl(steps=4, refiner_checkpoint=XL_REFINER, refiner_switch_at=0.5))
+    refined = np.asarray(decode_png(body["images"][0]).convert("RGB"), dtype=np.int16)
+    assert np.abs(refined - plain).max() > 10
+    later = image(server, **xl(steps=4, refiner_checkpoint=XL_REFINER, refiner_switch_at=0.75))
+    assert np.abs(later - refined).max() > 0
+    assert f"Refiner: {XL_REFINER}" in json.loads(body["info"])["infotexts"][0]
+    assert "Refiner switch at: 0.5" in json.loads(body["info"])["infotexts"][0]
+    sd = generate(server, refiner_checkpoint=XL_REFINER)  # SD 1.x base: said, not applied
+    assert any("refiner_checkpoint" in n for n in notes(sd))
+    response = server.client.post("/sdapi/v1/txt2img", json={**SMALL, "refiner_checkpoint": "nope"})
+    assert response.status_code == 422 and "refiner_checkpoint" in response.text
