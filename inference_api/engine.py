@@ -197,7 +197,9 @@ class Engine:
             raise Unhealthy(self.health.reason())
         job = await asyncio.to_thread(self._job, req, task)
         hr = None
-        if isinstance(req, Txt2ImgRequest) and req.enable_hr:
+        if isinstance(req, Txt2ImgRequest) and req.enable_hr and job.motion is not None:
+            job.notes.append("enable_hr is not applied to AnimateDiff videos")
+        elif isinstance(req, Txt2ImgRequest) and req.enable_hr:
             hr = hires.plan(req, job.sampler, job.steps, job.width, job.height)
         try:
             result: GenerationResult = await self.batcher.submit(job)
@@ -244,6 +246,8 @@ class Engine:
             notes=[],
             infotext_extra={},
             submitted=time.monotonic(),
+            refiner=None,  # the refiner ran in the first pass
+            motion=None,
         )
         result: GenerationResult = await self.batcher.submit(second)
         job.denoising_strength = hr.denoising_strength

@@ -199,7 +199,7 @@ def run_batch(
         else:
             _seed_noise_sampler(pipe, [jobs[j].seeds[i] for j, i in call])
             kwargs = _call_kwargs(pipe, jobs, call, accepted, progress, device, lookups, members)
-            refining = lead.refiner is not None and load_refiner is not None
+            refining = lead.refiner is not None and load_refiner is not None and lead.task is TaskKind.TXT2IMG
             if refining:  # the base stops at the switch point and hands its latents over
                 kwargs.update(denoising_end=lead.refiner_switch_at, output_type="latent")
             with torch.inference_mode():

@@ -312,6 +312,8 @@ def test_animatediff_returns_a_gif_of_the_asked_frames(server: RunningServer) ->
     assert Image.open(io.BytesIO(webp)).n_frames == 3
     assert any(not np.array_equal(decoded[0], other) for other in decoded[1:])  # it moves
     assert "AnimateDiff: " in json.loads(body["info"])["infotexts"][0]
+    hires = generate(server, steps=2, enable_hr=True, hr_scale=2, alwayson_scripts=_animatediff())
+    assert len(hires["images"]) == 1 and any("enable_hr" in n for n in notes(hires))
     still = generate(server, steps=2, alwayson_scripts=_animatediff(enable=False))
     assert decode_png(still["images"][0]).size == (64, 64)  # enable false: plain txt2img
 
@@ -338,6 +340,10 @@ def test_the_refiner_takes_the_latents_over_at_the_switch_point(server: RunningS
     assert np.abs(later - refined).max() > 0
     assert f"Refiner: {XL_REFINER}" in json.loads(body["info"])["infotexts"][0]
     assert "Refiner switch at: 0.5" in json.loads(body["info"])["infotexts"][0]
+    hires = generate(
+        server, **xl(steps=4, refiner_checkpoint=XL_REFINER, refiner_switch_at=0.5, enable_hr=True, hr_scale=2)
+    )
+    assert decode_png(hires["images"][0]).size == (128, 128)  # refined first pass, then the hires pass
     sd = generate(server, refiner_checkpoint=XL_REFINER)  # SD 1.x base: said, not applied
     assert any("refiner_checkpoint" in n for n in notes(sd))
     response = server.client.post("/sdapi/v1/txt2img", json={**SMALL, "refiner_checkpoint": "nope"})
