@@ -23,7 +23,7 @@ import torch
 from inference_api.architectures import SD_NOISE_SCHEDULE
 from inference_api.model_defaults import DEFAULTS_FILE, ModelDefaults
 from inference_api.tokenizer import build_clip_tokenizer, write_clip_tokenizer
-from inference_api.toy_scenes import Scene, random_scene, render
+from inference_api.toy_scenes import COLOURS, Scene, random_scene, render
 
 LOG = logging.getLogger(__name__)
 NAME = "toy-world"
@@ -44,7 +44,8 @@ class ToyRecipe:
     seed: int = 0
     scenes: int = 3000
     vae_steps: int = 200
-    unet_steps: int = 400
+    unet_steps: int = 500
+    shape_weight: float = 4.0
     batch: int = 32
     lr: float = 2e-3
     steps: int = 20  # sampling steps the runtime defaults to for this model
@@ -121,7 +122,8 @@ def build_toy_model(dest: Path, recipe: ToyRecipe = ToyRecipe(), name: str = NAM
         scaling = float(1.0 / latents.std())
         vae.register_to_config(scaling_factor=scaling)
         latents = latents * scaling
-        _train_unet(unet, text_encoder, tokenizer, scheduler, latents, scenes, recipe, generator)
+        weights = _shape_weights(images, scenes, recipe)
+        _train_unet(unet, text_encoder, tokenizer, scheduler, latents, weights, scenes, recipe, generator)
         LOG.info("trained in %.1fs", time.monotonic() - started)
 
         pipe: Any = diffusers.StableDiffusionPipeline(
@@ -171,6 +173,14 @@ def math_cos(fraction: float) -> float:
     return math.cos(math.pi * min(1.0, fraction))
 
 
+def _shape_weights(images: torch.Tensor, scenes: list[Scene], recipe: ToyRecipe) -> torch.Tensor:
+    """Per-latent-pixel loss weights: the shapes cover a small part of each picture, so their latents count
+    ``1 + shape_weight`` times as much as the background's (else the background's colour is learnt first)."""
+    background = torch.stack([torch.tensor(COLOURS[s.background], dtype=torch.float32) for s in scenes]) / 127.5 - 1
+    shape = ((images - background.view(-1, 3, 1, 1)).abs().sum(dim=1, keepdim=True) > 0.1).float()
+    return 1 + recipe.shape_weight * torch.nn.functional.adaptive_avg_pool2d(shape, recipe.size // 4)
+
+
 def _train_vae(vae: Any, images: torch.Tensor, recipe: ToyRecipe, generator: torch.Generator) -> None:
     optimizer, schedule = _optimizer(vae.parameters(), recipe, recipe.vae_steps)
     vae.train()
@@ -196,6 +206,7 @@ def _train_unet(
     tokenizer: Any,
     scheduler: Any,
     latents: torch.Tensor,
+    weights: torch.Tensor,
     scenes: list[Scene],
     recipe: ToyRecipe,
     generator: torch.Generator,
@@ -222,7 +233,7 @@ def _train_unet(
         target = a * noise - s * x0  # v-prediction
         states = text_encoder(batch_tokens)[0]
         prediction = unet(noisy, t, encoder_hidden_states=states).sample
-        loss = torch.nn.functional.mse_loss(prediction, target)
+        loss = (weights[index] * (prediction - target) ** 2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
