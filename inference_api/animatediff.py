@@ -74,6 +74,8 @@ def parse(scripts: dict[str, Any], networks: NetworkCatalog | None) -> tuple[Mot
     if not args:
         return None, []
     arg = args[0]
+    if arg is False:  # what client libraries send for "installed but off" (webuiapi: ``args: [False]``)
+        return None, []
     if not isinstance(arg, dict):
         return None, [FieldIssue(prefix, "type", "the AnimateDiff argument must be an object")]
     if arg.get("enable", arg.get("enabled", True)) is False:

@@ -35,6 +35,7 @@ NOT_CORE = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    from inference_api.animatediff import build_tiny_motion_module
     from inference_api.controlnet import build_tiny_controlnet
     from inference_api.embeddings import build_tiny_embedding
     from inference_api.lora import build_tiny_lora
@@ -47,6 +48,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     build_tiny_embedding(models / TINY, models / "embeddings" / "tiny-emb.safetensors")
     write_tiny_esrgan(models / "ESRGAN" / f"{TINY_ESRGAN}.safetensors")
     build_tiny_controlnet(models / TINY, models / "ControlNet" / "tiny-cn")
+    build_tiny_motion_module(models / TINY, models / "AnimateDiff" / "tiny-mm")
     with serve_subprocess(models, root / "server.log", "--default-model", TINY) as running:
         yield running
 
@@ -218,6 +220,14 @@ def test_controlnet_units_in_txt2img_and_img2img(api: webuiapi.WebUIApi) -> None
     assert controlled.image.size == (64, 64) and controlled.image.tobytes() != plain.tobytes()
     assert "ControlNet 0:" in controlled.info["infotexts"][0]
     assert api.img2img(images=[picture()], controlnet_units=[unit], **SMALL).image.size == (64, 64)
+
+
+def test_animatediff_through_the_client(api: webuiapi.WebUIApi) -> None:
+    # The client sends "args": [False] for every call once /scripts lists animatediff: those are plain images.
+    assert api.txt2img(**SMALL).image.format == "PNG"
+    motion = webuiapi.AnimateDiff(model="tiny-mm.safetensors", video_length=3, format=["GIF"], closed_loop="N")
+    video = api.txt2img(**{**SMALL, "steps": 2}, animatediff=motion).image
+    assert video.format == "GIF" and video.n_frames == 3
 
 
 def test_controlnet_detect(api: webuiapi.WebUIApi) -> None:
