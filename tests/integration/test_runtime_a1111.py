@@ -304,6 +304,7 @@ def test_animatediff_returns_a_gif_of_the_asked_frames(server: RunningServer) ->
 
     from PIL import Image, ImageSequence
 
+    before = image(server, steps=2)
     body = generate(server, steps=2, batch_size=3, alwayson_scripts=_animatediff(format=["GIF", "WEBP", "Frame"]))
     gif, webp, *frames = (base64.b64decode(data) for data in body["images"])
     assert gif.startswith(b"GIF89a") and webp[8:12] == b"WEBP"
@@ -316,6 +317,8 @@ def test_animatediff_returns_a_gif_of_the_asked_frames(server: RunningServer) ->
     assert len(hires["images"]) == 1 and any("enable_hr" in n for n in notes(hires))
     still = generate(server, steps=2, alwayson_scripts=_animatediff(enable=False))
     assert decode_png(still["images"][0]).size == (64, 64)  # enable false: plain txt2img
+    # The model's own pipeline is untouched by the motion one built from it.
+    assert np.array_equal(np.asarray(decode_png(still["images"][0]).convert("RGB"), dtype=np.int16), before)
 
 
 def test_animatediff_refuses_video_encoders_it_lacks_and_unknown_modules(server: RunningServer) -> None:
