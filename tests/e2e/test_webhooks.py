@@ -85,7 +85,9 @@ def hook_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]
     config = workdir / "config.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
     agent = {"WEBHOOK_ATTEMPTS": str(ATTEMPTS), "WEBHOOK_BACKOFF_SECONDS": "0.1"}
-    options = StackOptions(config_path=config, workdir=workdir, model_cache=MODEL_CACHE, extra_env={"agent": agent})
+    options = StackOptions(
+        config_path=config, workdir=workdir, generated_model="tiny", model_cache=MODEL_CACHE, extra_env={"agent": agent}
+    )
     with LocalStack(options) as running:
         yield running
 
