@@ -29,6 +29,7 @@ from contract.messages import QueueMessage, legacy_request, parse_queue_body, to
 from contract.notification import ErrorInfo, Notification, notification_status, sns_message_size
 from contract.refs import RefError, RefKind, check_https_url, is_public_address, parse_image_ref
 from contract.request import ID_PATTERN, TaskRequest, content_issues, parse_request, refused_override_keys
+from contract.scripts import batch_size_limit
 from contract.status import (
     NOTIFIED_ATTRIBUTE,
     STATUS_TTL_DAYS,
@@ -78,6 +79,7 @@ __all__ = [
     "TaskType",
     "WebhookRecord",
     "WebhookTarget",
+    "batch_size_limit",
     "cancel_request_update",
     "check_https_url",
     "content_issues",

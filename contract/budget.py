@@ -18,6 +18,7 @@ from contract.errors import ErrorCode, FieldIssue
 from contract.image_header import HEADER_BYTES, image_size
 from contract.images import Path, count_image_inputs, iter_image_fields
 from contract.limits import SNS_MAX_MESSAGE_BYTES, Limits
+from contract.scripts import batch_size_limit
 from contract.tasks import TaskType
 
 # The longest error message a notification carries (the agent cuts longer ones).
@@ -227,7 +228,8 @@ def max_outputs(tasktype: TaskType, content: dict[str, Any], limits: Limits) -> 
         return limits.max_batch_size * limits.max_n_iter
     batch = int(_number(content.get("batch_size"), 1))
     n_iter = int(_number(content.get("n_iter"), 1))
-    return max(1, min(batch, limits.max_batch_size) * min(n_iter, limits.max_n_iter))
+    most = batch_size_limit(content.get("alwayson_scripts"), limits)
+    return max(1, min(batch, most) * min(n_iter, limits.max_n_iter))
 
 
 def notification_bound(

@@ -18,6 +18,8 @@ class Limits:
     max_side: int = 2048
     side_multiple: int = 8
     max_batch_size: int = 8
+    # An AnimateDiff text-to-video request sets batch_size to its frame count (the replaced sample's t2v: 32).
+    max_video_frames: int = 64
     max_n_iter: int = 8
     # width * height * batch_size * n_iter: four 2048x2048 images, or sixty-four 512x512.
     max_total_pixels: int = 4 * 2048 * 2048

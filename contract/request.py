@@ -29,6 +29,7 @@ from contract.errors import ContractError, ErrorCode, FieldIssue
 from contract.images import LOAD_IMAGE_NODES, iter_image_fields
 from contract.limits import DEFAULT_LIMITS, Limits
 from contract.refs import RefError, parse_image_ref
+from contract.scripts import batch_size_limit
 from contract.tasks import TaskType
 from contract.webhooks import MAX_TTL_SECONDS, Priority, WebhookTarget
 
@@ -342,8 +343,10 @@ def _bound_issues(tasktype: TaskType, parsed: BaseModel, limits: Limits, base: s
             issues.append(FieldIssue(f("steps"), "range", f"must be between 1 and {limits.max_steps}"))
         issues += _side_issues(f("width"), parsed.width, limits)
         issues += _side_issues(f("height"), parsed.height, limits)
-        if parsed.batch_size is not None and parsed.batch_size > limits.max_batch_size:
-            issues.append(FieldIssue(f("batch_size"), "range", f"must be between 1 and {limits.max_batch_size}"))
+        most = batch_size_limit(parsed.alwayson_scripts, limits)
+        if parsed.batch_size is not None and parsed.batch_size > most:
+            video = " (frames of an AnimateDiff video)" if most != limits.max_batch_size else ""
+            issues.append(FieldIssue(f("batch_size"), "range", f"must be between 1 and {most}{video}"))
         if parsed.n_iter is not None and parsed.n_iter > limits.max_n_iter:
             issues.append(FieldIssue(f("n_iter"), "range", f"must be between 1 and {limits.max_n_iter}"))
         pixels = (parsed.width or 512) * (parsed.height or 512) * (parsed.batch_size or 1) * (parsed.n_iter or 1)

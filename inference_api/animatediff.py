@@ -24,7 +24,7 @@ from typing import Any
 
 from PIL import Image
 
-from contract.errors import FieldIssue
+from contract import FieldIssue
 from inference_api.networks import NetworkCatalog
 
 SCRIPT = "animatediff"

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from contract import DEFAULT_LIMITS
+from contract import DEFAULT_LIMITS, batch_size_limit
 from inference_api.scripts import check_scripts
 
 L = DEFAULT_LIMITS
@@ -43,7 +43,8 @@ class GenerationRequest(BaseModel):
     sampler_name: str | None = Field(default=None, max_length=64)
     sampler_index: str | None = Field(default=None, max_length=64)
     scheduler: str | None = Field(default=None, max_length=64)
-    batch_size: int = Field(default=1, ge=1, le=L.max_batch_size)
+    # Images per batch, or the frames of an AnimateDiff video (bounded in _total_pixels).
+    batch_size: int = Field(default=1, ge=1, le=max(L.max_batch_size, L.max_video_frames))
     n_iter: int = Field(default=1, ge=1, le=L.max_n_iter)
     steps: int = Field(default=50, ge=1, le=L.max_steps)
     cfg_scale: float = Field(default=7.0, ge=0, le=50)
@@ -79,6 +80,9 @@ class GenerationRequest(BaseModel):
 
     @model_validator(mode="after")
     def _total_pixels(self) -> GenerationRequest:
+        most = batch_size_limit(self.alwayson_scripts, L)
+        if self.batch_size > most:
+            raise ValueError(f"batch_size must be between 1 and {most}")
         pixels = self.width * self.height * self.batch_size * self.n_iter
         if pixels > L.max_total_pixels:
             raise ValueError(f"width*height*batch_size*n_iter is {pixels}, over {L.max_total_pixels}")

@@ -141,3 +141,21 @@ def test_sdq_webhook_verify(tmp_path: Path) -> None:
     out = io.StringIO()
     assert sdq(["webhook-secret", "--local-file", str(local)], out=out) == 0 and out.getvalue() == secret + "\n"
     assert sdq([*argv[:-2], "--local-file", str(local)], out=io.StringIO()) == 0
+
+
+def test_an_animatediff_batch_is_its_frame_count() -> None:
+    from contract import DEFAULT_LIMITS, batch_size_limit
+
+    video = {"AnimateDiff": {"args": [{"model": "mm.safetensors", "video_length": 32, "enable": True}]}}
+    body = _request(tasktype="text-to-image")
+    body["task"]["content"] = {"prompt": "x", "batch_size": 32, "width": 512, "height": 512, "alwayson_scripts": video}
+    parse_request(body)  # 32 frames of 512x512: allowed
+    assert batch_size_limit(video) == DEFAULT_LIMITS.max_video_frames
+    for off in ({"AnimateDiff": {"args": [False]}}, {"AnimateDiff": {"args": [{"enable": False}]}}, {}):
+        body["task"]["content"]["alwayson_scripts"] = off
+        with pytest.raises(ContractError) as caught:
+            parse_request(body)
+        assert [i.field for i in caught.value.issues] == ["task.content.batch_size"]
+    body["task"]["content"] = {"prompt": "x", "batch_size": 65, "alwayson_scripts": video}
+    with pytest.raises(ContractError):
+        parse_request(body)
