@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from contract import DEFAULT_LIMITS, batch_size_limit
@@ -43,7 +43,9 @@ class GenerationRequest(BaseModel):
     sampler_name: str | None = Field(default=None, max_length=64)
     sampler_index: str | None = Field(default=None, max_length=64)
     scheduler: str | None = Field(default=None, max_length=64)
-    # Images per batch, or the frames of an AnimateDiff video (bounded in _total_pixels).
+    # Before batch_size: its bound depends on whether an AnimateDiff video is asked for.
+    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
+    # Images per batch, or the frames of an AnimateDiff video.
     batch_size: int = Field(default=1, ge=1, le=max(L.max_batch_size, L.max_video_frames))
     n_iter: int = Field(default=1, ge=1, le=L.max_n_iter)
     steps: int = Field(default=50, ge=1, le=L.max_steps)
@@ -58,7 +60,6 @@ class GenerationRequest(BaseModel):
     override_settings_restore_afterwards: bool = True
     send_images: bool = True
     save_images: bool = False
-    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -78,11 +79,16 @@ class GenerationRequest(BaseModel):
         except ValueError as exc:
             raise PydanticCustomError("unsupported", str(exc)) from None
 
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_bound(cls, value: int, info: ValidationInfo) -> int:
+        most = batch_size_limit(info.data.get("alwayson_scripts"), L)
+        if value > most:
+            raise ValueError(f"batch_size must be between 1 and {most}")
+        return value
+
     @model_validator(mode="after")
     def _total_pixels(self) -> GenerationRequest:
-        most = batch_size_limit(self.alwayson_scripts, L)
-        if self.batch_size > most:
-            raise ValueError(f"batch_size must be between 1 and {most}")
         pixels = self.width * self.height * self.batch_size * self.n_iter
         if pixels > L.max_total_pixels:
             raise ValueError(f"width*height*batch_size*n_iter is {pixels}, over {L.max_total_pixels}")

@@ -235,7 +235,8 @@ def test_hostile_content_is_refused_or_resolved_without_an_unvetted_fetch(
             inputs = None  # refused in the agent (a name resolving inside the network): a failed task
         event("agent refused" if inputs is None else f"agent resolved {min(len(inputs), 3)}+ inputs")
         for fetched, ip in fetcher.connections:
-            assert fetched.startswith("https://") and is_public_address(ip), (fetched, ip)
+            # URL schemes are case-insensitive (RFC 3986): HTTPS:// is https.
+            assert fetched.lower().startswith("https://") and is_public_address(ip), (fetched, ip)
         assert set(s3.reads) <= {INPUT_BUCKET}
         if inputs is None or message.tasktype is TaskType.PIPELINE:
             continue
