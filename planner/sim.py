@@ -391,22 +391,24 @@ class Simulation:
         if gpus + instance.gpus > fleet.gpu_limit:
             self.binds.add("nodepool")
             return None
-        cap = self.quota.spot_vcpus if spot else self.quota.on_demand_vcpus
-        if cap is not None:
-            used = sum(n.instance.vcpus for n in self.nodes if n.spot == spot)
-            if used + instance.vcpus > cap:
-                self.binds.add("quota")
-                if spot and fleet.on_demand:
-                    return self.launch_as(t, False)
+        if not self.quota_allows(spot, instance):
+            self.binds.add("quota")
+            if not (spot and fleet.on_demand):
+                return None
+            # Spot vCPUs used up: on-demand, within its own quota.
+            spot, instance = False, self.cheapest(False)
+            if not self.quota_allows(spot, instance):
                 return None
         return self.launch_as(t, spot, instance)
 
-    def launch_as(self, t: float, spot: bool, instance: InstancePrice | None = None) -> Node | None:
-        instance = instance or self.cheapest(spot)
-        if not spot and self.quota.on_demand_vcpus is not None:
-            used = sum(n.instance.vcpus for n in self.nodes if not n.spot)
-            if used + instance.vcpus > self.quota.on_demand_vcpus:
-                return None
+    def quota_allows(self, spot: bool, instance: InstancePrice) -> bool:
+        cap = self.quota.spot_vcpus if spot else self.quota.on_demand_vcpus
+        if cap is None:
+            return True
+        used = sum(n.instance.vcpus for n in self.nodes if n.spot == spot)
+        return used + instance.vcpus <= cap
+
+    def launch_as(self, t: float, spot: bool, instance: InstancePrice) -> Node:
         node = Node(next(self.node_ids), instance, spot, t, t + self.s.timings.node_launch_seconds)
         self.note_nodes(t)
         self.nodes[node] = None
