@@ -196,9 +196,7 @@ def test_sample_payloads_replay(client: httpx.Client, typed: ApiStack, path: tup
         # The sample's pipeline payload names its sdwebui runtime: refused, naming the runtime's type.
         assert answer.status_code == 400 and "sdwebui" in answer.text
         return
-    if body.get("batch_size", 1) > 8:
-        assert answer.status_code == 400 and answer.json()["error"]["fields"][0]["field"] == "batch_size"
-        return
+    # The sample's AnimateDiff payload asks for 32 frames in one batch: a video's frame count, accepted.
     assert answer.status_code == 200, answer.text
     task_id = answer.json()["id"]
     assert client.get(f"/tasks/{task_id}/").json()["status"] == "queued"

@@ -75,12 +75,7 @@ def test_legacy_message_without_the_agent_runtime_keeps_the_legacy_name() -> Non
 def test_v1alpha1_requests(path: Path) -> None:
     body = json.loads(path.read_text())
     scripts = body["alwayson_scripts"]
-    if body.get("batch_size", 1) > 8:
-        # The sample's AnimateDiff payload asks for 32 images in one batch: over our bound, named.
-        with pytest.raises(ContractError) as err:
-            parse_legacy_request(path.read_bytes())
-        assert [i.field for i in err.value.issues] == ["batch_size"]
-        return
+    # The sample's AnimateDiff payload asks for 32 frames in one batch: a video's frame count, accepted.
     task = parse_legacy_request(path.read_bytes())
     assert task.id == scripts["id_task"] and task.tasktype == TaskType(scripts["task"])
     assert task.prefix == scripts["save_dir"] and task.checkpoint == scripts["sd_model_checkpoint"]
@@ -89,6 +84,20 @@ def test_v1alpha1_requests(path: Path) -> None:
     others = {k: v for k, v in scripts.items() if k not in ROUTING_KEYS}
     assert task.content["alwayson_scripts"] == others
     assert body["alwayson_scripts"] == scripts  # the caller's body is not modified
+
+
+@pytest.mark.parametrize(("animatediff", "batch_size", "accepted"), [(True, 64, True), (True, 65, False), (False, 8, True), (False, 9, False)])
+def test_v1alpha1_batch_size_is_frames_for_a_video_and_images_otherwise(animatediff: bool, batch_size: int, accepted: bool) -> None:
+    body = json.loads((TEST_FIXTURES / "requests-v1alpha1" / "t2v.json").read_text())
+    body["batch_size"] = batch_size
+    if not animatediff:
+        del body["alwayson_scripts"]["AnimateDiff"]
+    if accepted:
+        assert parse_legacy_request(json.dumps(body).encode()).content["batch_size"] == batch_size
+        return
+    with pytest.raises(ContractError) as err:
+        parse_legacy_request(json.dumps(body).encode())
+    assert [i.field for i in err.value.issues] == ["batch_size"]
 
 
 def test_content_handling_matches_the_sample_agent() -> None:
