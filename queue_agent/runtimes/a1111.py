@@ -19,16 +19,13 @@ from contract import ErrorCode, QueueMessage, TaskType, refused_override_keys, s
 from queue_agent.errors import PermanentError
 from queue_agent.job import PreparedTask, RuntimeOutput, RuntimeResult
 from queue_agent.runtimes.base import (
-    HTTP_TIMEOUT,
     PROBE_TIMEOUT,
     InputPath,
     OnDispatch,
+    RuntimeHttp,
     artifact_from_bytes,
-    check_response,
-    dispatch_trace,
     json_body,
     poll_until,
-    unreachable,
 )
 
 log = logging.getLogger(__name__)
@@ -48,50 +45,36 @@ _ECHOED_INPUTS = ("init_images", "mask", "image", "imageList")
 
 class A1111Runtime:
     def __init__(self, base_url: str, *, dynamic_model: bool, ours: bool, client: httpx.AsyncClient | None = None):
-        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self._http = RuntimeHttp(base_url, log, client)
         self.dynamic_model = dynamic_model
         # Our runtime exposes /health and /ready at the server root, next to /sdapi/v1.
         self._ours = ours
-        self._client = client or httpx.AsyncClient(timeout=HTTP_TIMEOUT, trust_env=False)
 
-    def _url(self, path: str) -> str:
-        return str(httpx.URL(self.base_url).join(path))
-
-    async def _probe(self, path: str) -> bool:
-        try:
-            resp = await self._client.get(self._url(path), timeout=PROBE_TIMEOUT)
-        except httpx.HTTPError:
-            return False
-        return resp.status_code == 200
+    @property
+    def base_url(self) -> str:
+        return self._http.base_url
 
     async def wait_ready(self, limit: float) -> None:
-        await poll_until(lambda: self._probe("/ready" if self._ours else "sd-models"), limit)
+        await poll_until(lambda: self._http.probe("/ready" if self._ours else "sd-models"), limit)
         if not self._ours:
             await self._disable_url_fetching()
 
     async def _disable_url_fetching(self) -> None:
         """The webui fetches http(s) image URLs itself unless told not to: the agent resolves (and vets) every
         reference, so the webui never needs to, and a URL that slipped past would not be followed."""
-        try:
-            resp = await self._client.post(self._url("options"), json=WEBUI_SAFE_OPTIONS, timeout=PROBE_TIMEOUT)
-        except httpx.HTTPError as exc:
-            raise unreachable("options", exc) from None
-        check_response(resp, "options")
+        await self._http.call("POST", "options", json=WEBUI_SAFE_OPTIONS, timeout=PROBE_TIMEOUT)
 
     async def healthy(self) -> bool:
-        return await self._probe("/health" if self._ours else "sd-models")
+        return await self._http.probe("/health" if self._ours else "sd-models")
 
     def model_of(self, task: PreparedTask) -> str | None:
         return task.message.sd_model_checkpoint if self.dynamic_model else None
 
     async def interrupt(self) -> None:
-        try:
-            await self._client.post(self._url("interrupt"), timeout=PROBE_TIMEOUT)
-        except httpx.HTTPError as exc:
-            log.warning("interrupt not delivered to the runtime", extra={"error": type(exc).__name__})
+        await self._http.notify("interrupt", "interrupt not delivered to the runtime")
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._http.aclose()
 
     async def prepare(self, message: QueueMessage, inputs: dict[InputPath, bytes]) -> PreparedTask:
         if message.tasktype not in _ENDPOINTS:
@@ -106,38 +89,21 @@ class A1111Runtime:
             # Loading a model keeps the runtime busy too: that counts as dispatched.
             await self._switch_model(message.sd_model_checkpoint, on_dispatch)
         endpoint = _ENDPOINTS[message.tasktype]
-        resp = await self._post(endpoint, task.body, on_dispatch)
+        resp = await self._http.post_body(endpoint, task.body, on_dispatch)
 
         async def decode() -> RuntimeResult:
             return _result(message.tasktype, json_body(resp, endpoint))
 
         return RuntimeOutput(decode)
 
-    async def _post(self, endpoint: str, body: bytes, on_dispatch: OnDispatch | None = None) -> httpx.Response:
-        try:
-            resp = await self._client.post(
-                self._url(endpoint),
-                content=body,
-                headers={"Content-Type": "application/json"},
-                extensions=dispatch_trace(on_dispatch),
-            )
-        except httpx.HTTPError as exc:
-            raise unreachable(endpoint, exc) from None
-        check_response(resp, endpoint)
-        return resp
-
     async def _switch_model(self, wanted: str, on_dispatch: OnDispatch | None) -> None:
         """Load ``wanted`` through /options unless it is already the current checkpoint."""
-        try:
-            resp = await self._client.get(self._url("options"))
-        except httpx.HTTPError as exc:
-            raise unreachable("options", exc) from None
-        check_response(resp, "options")
+        resp = await self._http.call("GET", "options")
         current = json_body(resp, "options").get("sd_model_checkpoint")
         if _same_checkpoint(current, wanted):
             return
         log.info("switching model", extra={"from_model": current, "to_model": wanted})
-        await self._post("options", json.dumps({"sd_model_checkpoint": wanted}).encode(), on_dispatch)
+        await self._http.post_body("options", json.dumps({"sd_model_checkpoint": wanted}).encode(), on_dispatch)
 
 
 def _same_checkpoint(current: Any, wanted: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -176,6 +177,57 @@ async def poll_until(probe: Any, limit: float, interval: float = 0.5) -> None:
         if remaining <= 0:
             raise TimeoutError(f"runtime not ready after {limit:g}s")
         await asyncio.sleep(min(interval, remaining))
+
+
+class RuntimeHttp:
+    """One runtime's HTTP endpoint, as every adapter speaks to it: paths under its base URL, readiness probes,
+    calls whose failures read as task errors, and best-effort notices whose failures are only logged."""
+
+    def __init__(self, base_url: str, log: logging.Logger, client: httpx.AsyncClient | None = None) -> None:
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.client = client or httpx.AsyncClient(timeout=HTTP_TIMEOUT, trust_env=False)
+        self._log = log
+
+    def url(self, path: str) -> str:
+        return str(httpx.URL(self.base_url).join(path))
+
+    async def probe(self, path: str) -> bool:
+        """One short GET of ``path``; True when it answers 200."""
+        try:
+            resp = await self.client.get(self.url(path), timeout=PROBE_TIMEOUT)
+        except httpx.HTTPError:
+            return False
+        return resp.status_code == 200
+
+    async def call(self, method: str, path: str, *, what: str | None = None, **kwargs: Any) -> httpx.Response:
+        """A request the task depends on: unreachable is transient, a non-2xx answer as ``check_response`` says."""
+        what = what or path
+        try:
+            resp = await self.client.request(method, self.url(path), **kwargs)
+        except httpx.HTTPError as exc:
+            raise unreachable(what, exc) from None
+        check_response(resp, what)
+        return resp
+
+    async def post_body(self, path: str, body: bytes, on_dispatch: OnDispatch | None) -> httpx.Response:
+        """POST a JSON ``body`` that makes the runtime busy; ``on_dispatch`` runs once it is on the wire."""
+        return await self.call(
+            "POST",
+            path,
+            content=body,
+            headers={"Content-Type": "application/json"},
+            extensions=dispatch_trace(on_dispatch),
+        )
+
+    async def notify(self, path: str, failure: str, json: Any = None) -> None:
+        """A short best-effort POST: when it cannot be delivered, ``failure`` is logged and nothing raised."""
+        try:
+            await self.client.post(self.url(path), json=json, timeout=PROBE_TIMEOUT)
+        except httpx.HTTPError as exc:
+            self._log.warning(failure, extra={"error": type(exc).__name__})
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
 
 def json_body(response: httpx.Response, what: str) -> Any:

@@ -32,16 +32,12 @@ from contract import ErrorCode, QueueMessage, TaskType, set_at
 from queue_agent.errors import PermanentError, RuntimeInterrupted, TransientError
 from queue_agent.job import Artifact, PreparedTask, RuntimeOutput, RuntimeResult
 from queue_agent.runtimes.base import (
-    HTTP_TIMEOUT,
-    PROBE_TIMEOUT,
     InputPath,
     OnDispatch,
+    RuntimeHttp,
     artifact_from_bytes,
-    check_response,
-    dispatch_trace,
     json_body,
     poll_until,
-    unreachable,
 )
 
 log = logging.getLogger(__name__)
@@ -168,8 +164,7 @@ class ComfyUIRuntime:
         allowed_nodes: frozenset[str] | None = DEFAULT_NODES,
         files: ComfyFiles | None = None,
     ) -> None:
-        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
-        self._client = client or httpx.AsyncClient(timeout=HTTP_TIMEOUT, trust_env=False)
+        self._http = RuntimeHttp(base_url, log, client)
         self.poll_interval = poll_interval
         self._reconnect_attempts = reconnect_attempts
         self._reconnect_delay = reconnect_delay
@@ -178,39 +173,30 @@ class ComfyUIRuntime:
         self.allowed_nodes = allowed_nodes
         self.files = files or ComfyFiles()
 
-    def _url(self, path: str) -> str:
-        return str(httpx.URL(self.base_url).join(path))
+    @property
+    def base_url(self) -> str:
+        return self._http.base_url
 
     def _ws_url(self, client_id: str) -> str:
-        url = httpx.URL(self._url("ws"))
+        url = httpx.URL(self._http.url("ws"))
         scheme = "wss" if url.scheme == "https" else "ws"
         return str(url.copy_with(scheme=scheme, params={"clientId": client_id}))
 
-    async def _probe(self) -> bool:
-        try:
-            resp = await self._client.get(self._url("system_stats"), timeout=PROBE_TIMEOUT)
-        except httpx.HTTPError:
-            return False
-        return resp.status_code == 200
-
     async def wait_ready(self, limit: float) -> None:
-        await poll_until(self._probe, limit)
+        await poll_until(self.healthy, limit)
 
     async def healthy(self) -> bool:
-        return await self._probe()
+        return await self._http.probe("system_stats")
 
     def model_of(self, task: PreparedTask) -> str | None:
         return None  # a workflow names its own models; ComfyUI loads them in queue order
 
     async def interrupt(self) -> None:
         body = {"prompt_id": self._queued[0]} if self._queued else {}
-        try:
-            await self._client.post(self._url("interrupt"), json=body, timeout=PROBE_TIMEOUT)
-        except httpx.HTTPError as exc:
-            log.warning("interrupt not delivered to comfyui", extra={"error": type(exc).__name__})
+        await self._http.notify("interrupt", "interrupt not delivered to comfyui", json=body)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._http.aclose()
 
     async def prepare(self, message: QueueMessage, inputs: dict[InputPath, bytes]) -> PreparedTask:
         """Upload referenced images (ComfyUI serves uploads while it executes another prompt)."""
@@ -283,16 +269,12 @@ class ComfyUIRuntime:
         for another client of this ComfyUI to read."""
         self.files.remove_inputs(uploads)
         self.files.remove_outputs(_file_names(outputs, "output"))
-        try:
-            await self._client.post(self._url("history"), json={"delete": [prompt_id]}, timeout=PROBE_TIMEOUT)
-        except httpx.HTTPError as exc:
-            log.warning("could not delete the prompt's comfyui history", extra={"error": type(exc).__name__})
+        await self._http.notify(
+            "history", "could not delete the prompt's comfyui history", json={"delete": [prompt_id]}
+        )
 
     async def _unqueue(self, prompt_id: str) -> None:
-        try:
-            await self._client.post(self._url("queue"), json={"delete": [prompt_id]}, timeout=PROBE_TIMEOUT)
-        except httpx.HTTPError as exc:
-            log.warning("could not take the prompt off comfyui's queue", extra={"error": type(exc).__name__})
+        await self._http.notify("queue", "could not take the prompt off comfyui's queue", json={"delete": [prompt_id]})
 
     @contextlib.asynccontextmanager
     async def _events(self, client_id: str) -> AsyncIterator[_Events]:
@@ -304,31 +286,19 @@ class ComfyUIRuntime:
             await events.close()
 
     async def _upload(self, name: str, data: bytes) -> str:
-        try:
-            resp = await self._client.post(
-                self._url("upload/image"),
-                files={"image": (name, data, "application/octet-stream")},
-                data={"overwrite": "true", "type": "input"},
-            )
-        except httpx.HTTPError as exc:
-            raise unreachable("upload/image", exc) from None
-        check_response(resp, "upload/image")
+        resp = await self._http.call(
+            "POST",
+            "upload/image",
+            files={"image": (name, data, "application/octet-stream")},
+            data={"overwrite": "true", "type": "input"},
+        )
         body = json_body(resp, "upload/image")
         subfolder = body.get("subfolder") or ""
         return f"{subfolder}/{body['name']}" if subfolder else str(body["name"])
 
     async def _queue(self, workflow: bytes, client_id: str, on_dispatch: OnDispatch | None) -> str:
         body = b'{"prompt":' + workflow + b',"client_id":' + json.dumps(client_id).encode() + b"}"
-        try:
-            resp = await self._client.post(
-                self._url("prompt"),
-                content=body,
-                headers={"Content-Type": "application/json"},
-                extensions=dispatch_trace(on_dispatch),
-            )
-        except httpx.HTTPError as exc:
-            raise unreachable("prompt", exc) from None
-        check_response(resp, "prompt")
+        resp = await self._http.post_body("prompt", body, on_dispatch)
         prompt_id = json_body(resp, "prompt").get("prompt_id")
         if not isinstance(prompt_id, str):
             raise PermanentError("comfyui did not return a prompt_id", code=ErrorCode.RUNTIME_BAD_RESPONSE)
@@ -372,11 +342,7 @@ class ComfyUIRuntime:
         return holder["entry"]
 
     async def _history(self, prompt_id: str) -> dict[str, Any] | None:
-        try:
-            resp = await self._client.get(self._url(f"history/{prompt_id}"))
-        except httpx.HTTPError as exc:
-            raise unreachable("history", exc) from None
-        check_response(resp, "history")
+        resp = await self._http.call("GET", f"history/{prompt_id}", what="history")
         entry = json_body(resp, "history").get(prompt_id)
         return entry if isinstance(entry, dict) else None
 
@@ -394,11 +360,7 @@ class ComfyUIRuntime:
 
     async def _download(self, ref: dict[str, Any]) -> Artifact:
         params = {"filename": ref["filename"], "subfolder": ref.get("subfolder", ""), "type": ref.get("type", "output")}
-        try:
-            resp = await self._client.get(self._url("view"), params=params)
-        except httpx.HTTPError as exc:
-            raise unreachable("view", exc) from None
-        check_response(resp, "view")
+        resp = await self._http.call("GET", "view", params=params)
         return artifact_from_bytes(resp.content, ref["filename"])
 
 
