@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -210,34 +211,60 @@ def parser() -> argparse.ArgumentParser:
         toy.add_argument(flag, type=int, help=argparse.SUPPRESS)
     toy.set_defaults(func=_build_toy)
 
-    lo = sub.add_parser("build-tiny-lora", help="write a random kohya-format LoRA for a (tiny) model folder")
-    lo.add_argument("model_dir", help="the diffusers folder the LoRA is for")
-    lo.add_argument("out", help="the .safetensors file to write (e.g. MODELS/Lora/NAME.safetensors)")
-    lo.add_argument("--rank", type=int, default=4)
-    lo.add_argument("--seed", type=int, default=0)
-    lo.set_defaults(func=_build_tiny_lora)
-
-    em = sub.add_parser("build-tiny-embedding", help="write a random textual-inversion embedding for a model folder")
-    em.add_argument("model_dir", help="the diffusers folder the embedding is for")
-    em.add_argument("out", help="the .safetensors file to write (e.g. MODELS/embeddings/NAME.safetensors)")
-    em.add_argument("--vectors", type=int, default=2)
-    em.add_argument("--seed", type=int, default=0)
-    em.set_defaults(func=_build_tiny_embedding)
-
-    cn = sub.add_parser("build-tiny-controlnet", help="write a random ControlNet folder for a (tiny) model folder")
-    cn.add_argument("model_dir", help="the diffusers folder the ControlNet is for")
-    cn.add_argument("out", help="the folder to write (e.g. MODELS/ControlNet/NAME)")
-    cn.add_argument("--seed", type=int, default=0)
-    cn.set_defaults(func=_build_tiny_controlnet)
-
-    mm = sub.add_parser(
-        "build-tiny-motion-module", help="write a random AnimateDiff motion module (MotionAdapter folder) for a model"
+    lo = _addon_builder(
+        sub,
+        "build-tiny-lora",
+        "write a random kohya-format LoRA for a (tiny) model folder",
+        "the diffusers folder the LoRA is for",
+        "the .safetensors file to write (e.g. MODELS/Lora/NAME.safetensors)",
+        _build_tiny_lora,
     )
-    mm.add_argument("model_dir", help="the SD 1.x diffusers folder the motion module is for")
-    mm.add_argument("out", help="the folder to write (e.g. MODELS/AnimateDiff/NAME)")
-    mm.add_argument("--seed", type=int, default=0)
-    mm.set_defaults(func=_build_tiny_motion_module)
+    lo.add_argument("--rank", type=int, default=4)
+
+    em = _addon_builder(
+        sub,
+        "build-tiny-embedding",
+        "write a random textual-inversion embedding for a model folder",
+        "the diffusers folder the embedding is for",
+        "the .safetensors file to write (e.g. MODELS/embeddings/NAME.safetensors)",
+        _build_tiny_embedding,
+    )
+    em.add_argument("--vectors", type=int, default=2)
+
+    _addon_builder(
+        sub,
+        "build-tiny-controlnet",
+        "write a random ControlNet folder for a (tiny) model folder",
+        "the diffusers folder the ControlNet is for",
+        "the folder to write (e.g. MODELS/ControlNet/NAME)",
+        _build_tiny_controlnet,
+    )
+    _addon_builder(
+        sub,
+        "build-tiny-motion-module",
+        "write a random AnimateDiff motion module (MotionAdapter folder) for a model",
+        "the SD 1.x diffusers folder the motion module is for",
+        "the folder to write (e.g. MODELS/AnimateDiff/NAME)",
+        _build_tiny_motion_module,
+    )
     return p
+
+
+def _addon_builder(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help: str,
+    model_help: str,
+    out_help: str,
+    func: Callable[[argparse.Namespace], int],
+) -> argparse.ArgumentParser:
+    """A ``build-tiny-*`` command that writes a random add-on for a model folder: ``MODEL_DIR OUT [--seed N]``."""
+    command = sub.add_parser(name, help=help)
+    command.add_argument("model_dir", help=model_help)
+    command.add_argument("out", help=out_help)
+    command.add_argument("--seed", type=int, default=0)
+    command.set_defaults(func=func)
+    return command
 
 
 def main(argv: list[str] | None = None) -> int:
