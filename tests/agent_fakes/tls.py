@@ -16,13 +16,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from contract import is_public_address
 from local_stack.ports import free_port
+from queue_agent.fetch import HttpsFetcher
+
+# The made-up public image host the fetch tests' certificates name.
+IMAGE_HOST = "images.example.com"
 
 
 def _name(common: str) -> x509.Name:
@@ -197,3 +203,33 @@ def tls_server_process(cert: Path, key: Path, routes: dict[str, Reply]) -> Itera
         if process.is_alive():
             process.kill()
             process.join(5)
+
+
+class Resolver:
+    """A DNS stand-in: fixed answers per name, and a record of every lookup."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.lookups: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.lookups.append(host)
+        if host not in self.answers:
+            raise OSError("NXDOMAIN")
+        return self.answers[host]
+
+
+def local_fetcher(
+    certs: tuple[Path, Path, Path], resolver: Resolver, *, max_bytes: int = 1 << 20, timeout: float = 5.0, **kw: Any
+) -> HttpsFetcher:
+    """An HttpsFetcher that trusts the test CA of ``certs`` and resolves through ``resolver``."""
+    ca, _, _ = certs
+    return HttpsFetcher(
+        max_bytes=max_bytes,
+        timeout=timeout,
+        resolve=resolver,
+        # The local server is the one loopback address allowed; everything else by the contract's rule.
+        allow_address=lambda ip: ip == "127.0.0.1" or is_public_address(ip),
+        verify=ssl.create_default_context(cafile=str(ca)),
+        **kw,
+    )

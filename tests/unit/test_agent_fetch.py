@@ -6,59 +6,15 @@ allowance is the loopback address of the local server, which plays the "public" 
 
 from __future__ import annotations
 
-import ssl
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from contract import is_public_address
 from queue_agent.errors import PermanentError, TransientError
-from queue_agent.fetch import HttpsFetcher, InputRefused
+from queue_agent.fetch import InputRefused
+from tests.agent_fakes.fixtures import tls_certs_fixture, tls_server_fixture  # noqa: F401
 from tests.agent_fakes.images import png
-from tests.agent_fakes.tls import Reply, TlsServer, make_certs
-
-HOST = "images.example.com"
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    return make_certs(tmp_path_factory.mktemp("tls"), HOST)
-
-
-@pytest.fixture
-def server(certs: tuple[Path, Path, Path]) -> Iterator[TlsServer]:
-    _, cert, key = certs
-    srv = TlsServer(cert, key).start()
-    yield srv
-    srv.stop()
-
-
-class Resolver:
-    """A DNS stand-in: fixed answers per name, and a record of every lookup."""
-
-    def __init__(self, answers: dict[str, list[str]]) -> None:
-        self.answers = answers
-        self.lookups: list[str] = []
-
-    async def __call__(self, host: str, port: int) -> list[str]:
-        self.lookups.append(host)
-        if host not in self.answers:
-            raise OSError("NXDOMAIN")
-        return self.answers[host]
-
-
-def fetcher(certs, resolver: Resolver, **kw) -> HttpsFetcher:
-    ca, _, _ = certs
-    return HttpsFetcher(
-        max_bytes=kw.pop("max_bytes", 1 << 20),
-        timeout=kw.pop("timeout", 5.0),
-        resolve=resolver,
-        # The local server is the one loopback address allowed; everything else by the contract's rule.
-        allow_address=lambda ip: ip == "127.0.0.1" or is_public_address(ip),
-        verify=ssl.create_default_context(cafile=str(ca)),
-        **kw,
-    )
+from tests.agent_fakes.tls import IMAGE_HOST as HOST
+from tests.agent_fakes.tls import Reply, Resolver, TlsServer
+from tests.agent_fakes.tls import local_fetcher as fetcher
 
 
 def url(server: TlsServer, path: str, host: str = HOST) -> str:

@@ -5,57 +5,30 @@ Real TLS against a local server whose name the test resolves, as in test_agent_f
 from __future__ import annotations
 
 import gzip
-import ssl
 import struct
 import tracemalloc
 import zlib
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from contract import DEFAULT_LIMITS, QueueMessage, TaskType, is_public_address
-from queue_agent.fetch import HttpsFetcher, InputRefused
+from contract import DEFAULT_LIMITS, QueueMessage, TaskType
+from queue_agent.fetch import InputRefused
 from queue_agent.inputs import InputResolver
 from queue_agent.runtimes.a1111 import A1111Runtime
+from tests.agent_fakes.fixtures import tls_certs_fixture, tls_server_fixture  # noqa: F401
 from tests.agent_fakes.images import png
-from tests.agent_fakes.tls import Reply, TlsServer, make_certs, tls_server_process
+from tests.agent_fakes.tls import IMAGE_HOST as HOST
+from tests.agent_fakes.tls import Reply, Resolver, local_fetcher, tls_server_process
 
-HOST = "images.example.com"
 MiB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    return make_certs(tmp_path_factory.mktemp("tls"), HOST)
-
-
-@pytest.fixture
-def server(certs: tuple[Path, Path, Path]) -> Iterator[TlsServer]:
-    _, cert, key = certs
-    srv = TlsServer(cert, key).start()
-    yield srv
-    srv.stop()
-
-
 def resolver(certs: tuple[Path, Path, Path], **kw: Any) -> InputResolver:
-    ca, _, _ = certs
-
-    async def resolve(host: str, port: int) -> list[str]:
-        if host != HOST:
-            raise OSError("NXDOMAIN")
-        return ["127.0.0.1"]
-
-    fetcher = HttpsFetcher(
-        max_bytes=kw.pop("max_bytes", DEFAULT_LIMITS.max_input_bytes),
-        timeout=30.0,
-        resolve=resolve,
-        # The local server is the one loopback address allowed; everything else by the contract's rule.
-        allow_address=lambda ip: ip == "127.0.0.1" or is_public_address(ip),
-        verify=ssl.create_default_context(cafile=str(ca)),
-    )
+    max_bytes = kw.pop("max_bytes", DEFAULT_LIMITS.max_input_bytes)
+    fetcher = local_fetcher(certs, Resolver({HOST: ["127.0.0.1"]}), max_bytes=max_bytes, timeout=30.0)
     return InputResolver(s3=None, allowed_buckets=frozenset(), fetcher=fetcher, **kw)
 
 
