@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from PIL import Image
 
 from local_stack.ports import free_port
@@ -29,18 +30,38 @@ TINY_XL = "tiny-sdxl"
 TINY_ESRGAN = "tiny-esrgan"
 
 
-def build_model_dir(root: Path, *, xl: bool = True, esrgan: bool = True) -> Path:
-    """A model directory like the cluster's mount: diffusers folders, a single file, an upscaler."""
+# How each named tiny model is built: the same seed wherever it is built, so tests may compare their images.
+_TINY_RECIPES: dict[str, dict[str, Any]] = {
+    TINY: {"seed": 0},
+    TINY_B: {"seed": 1},
+    TINY_SINGLE: {"single_file": True, "seed": 2},
+    TINY_XL: {"xl": True, "seed": 3},
+}
+
+
+def build_tiny_models(root: Path, *names: str) -> Path:
+    """The named tiny models (TINY, TINY_B, TINY_SINGLE, TINY_XL) written under ``root``; returns ``root``."""
     from inference_api.tiny import build_tiny_model
 
-    build_tiny_model(root, name=TINY, seed=0)
-    build_tiny_model(root, name=TINY_B, seed=1)
-    build_tiny_model(root, single_file=True, name=Path(TINY_SINGLE).stem, seed=2)
-    if xl:
-        build_tiny_model(root, xl=True, name=TINY_XL, seed=3)
+    for name in names:
+        build_tiny_model(root, name=Path(name).stem, **_TINY_RECIPES[name])
+    return root
+
+
+def build_model_dir(root: Path, *, xl: bool = True, esrgan: bool = True) -> Path:
+    """A model directory like the cluster's mount: diffusers folders, a single file, an upscaler."""
+    build_tiny_models(root, TINY, TINY_B, TINY_SINGLE, *([TINY_XL] if xl else []))
     if esrgan:
         write_tiny_esrgan(root / "ESRGAN" / f"{TINY_ESRGAN}.safetensors")
     return root
+
+
+@pytest.fixture(name="_one_torch_thread", scope="module", autouse=True)
+def one_torch_thread_fixture() -> None:
+    """Autouse in each test module that imports it: torch computes on one thread (2-core machines)."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def write_tiny_esrgan(path: Path, *, scale: int = 4, seed: int = 0) -> Path:

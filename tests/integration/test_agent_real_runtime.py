@@ -18,32 +18,29 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from inference_api.settings import ServerSettings
-from inference_api.tiny import build_tiny_model
 from tests.agent_fakes.aws_world import AgentWorld, task, wait_until
 from tests.agent_fakes.harness import AgentProcess, running_agent
 from tests.conftest import TEST_FIXTURES
-from tests.runtime_helpers import TINY, TINY_B, RunningServer, serve_in_thread
+from tests.runtime_helpers import (
+    TINY,
+    TINY_B,
+    RunningServer,
+    build_tiny_models,
+    one_torch_thread_fixture,  # noqa: F401
+    serve_in_thread,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
 SMALL = {"steps": 3, "width": 64, "height": 64}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> None:
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("agent-runtime-models")
-    build_tiny_model(root, name=TINY, seed=0)
-    build_tiny_model(root, name=TINY_B, seed=1)
-    return root
+    return build_tiny_models(tmp_path_factory.mktemp("agent-runtime-models"), TINY, TINY_B)
 
 
 def _ours(world: AgentWorld, server: RunningServer, **env: str) -> dict[str, str]:

@@ -15,22 +15,22 @@ import pytest
 import torch
 
 from inference_api.settings import ServerSettings
-from inference_api.tiny import build_tiny_model
-from tests.runtime_helpers import TINY, TINY_XL, RunningServer, png_b64, serve_in_thread
+from tests.runtime_helpers import (
+    TINY,
+    TINY_XL,
+    RunningServer,
+    build_tiny_models,
+    one_torch_thread_fixture,  # noqa: F401
+    png_b64,
+    serve_in_thread,
+)
 
 SMALL = {"prompt": "a photo of a cat", "steps": 2, "width": 64, "height": 64, "seed": 21}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> None:
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    root = tmp_path_factory.mktemp("fault-models")
-    build_tiny_model(root, name=TINY, seed=0)
-    build_tiny_model(root, xl=True, name=TINY_XL, seed=3)
+    root = build_tiny_models(tmp_path_factory.mktemp("fault-models"), TINY, TINY_XL)
     settings = ServerSettings(models_dir=root, default_model=TINY, dtype="fp16", cache_size=2, max_batch=1)
     with serve_in_thread(settings) as running:
         yield running

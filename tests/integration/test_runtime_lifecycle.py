@@ -9,25 +9,25 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from inference_api.settings import ServerSettings
 from inference_api.tiny import build_tiny_model
-from tests.runtime_helpers import TINY, RunningServer, decode_png, serve_in_thread, wait_until
+from tests.runtime_helpers import (
+    TINY,
+    RunningServer,
+    build_tiny_models,
+    decode_png,
+    one_torch_thread_fixture,  # noqa: F401
+    serve_in_thread,
+    wait_until,
+)
 
 SMALL = {"steps": 3, "width": 64, "height": 64}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> None:
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("lifecycle-models")
-    build_tiny_model(root, name=TINY, seed=0)
-    return root
+    return build_tiny_models(tmp_path_factory.mktemp("lifecycle-models"), TINY)
 
 
 def test_ready_only_once_a_model_is_loaded(tmp_path: Path) -> None:

@@ -12,25 +12,25 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import torch
 
 from inference_api.settings import ServerSettings
-from inference_api.tiny import build_tiny_model
-from tests.runtime_helpers import TINY, RunningServer, post_raw, serve_in_thread, wait_until
+from tests.runtime_helpers import (
+    TINY,
+    RunningServer,
+    build_tiny_models,
+    one_torch_thread_fixture,  # noqa: F401
+    post_raw,
+    serve_in_thread,
+    wait_until,
+)
 
 SMALL = {"prompt": "a photo of a cat", "steps": 3, "width": 64, "height": 64}
 LONG = {**SMALL, "steps": 150, "width": 256, "height": 256, "seed": 1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> None:
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    root = tmp_path_factory.mktemp("robust-models")
-    build_tiny_model(root, name=TINY, seed=0)
+    root = build_tiny_models(tmp_path_factory.mktemp("robust-models"), TINY)
     with serve_in_thread(ServerSettings(models_dir=root, max_batch=1, max_queue=1)) as running:
         yield running
 
@@ -44,9 +44,10 @@ def _sampling(server: RunningServer) -> bool:
 
 
 def _idle(server: RunningServer) -> bool:
-    return server.client.get("/sdapi/v1/progress").json()["state"]["job"] == "" and not _stats(server)["batcher"][
-        "waiting"
-    ]
+    return (
+        server.client.get("/sdapi/v1/progress").json()["state"]["job"] == ""
+        and not _stats(server)["batcher"]["waiting"]
+    )
 
 
 def test_a_running_request_whose_client_left_stops_at_the_next_step(server: RunningServer) -> None:
@@ -128,5 +129,3 @@ def test_bad_requests_are_4xx_and_do_not_count_against_health(server: RunningSer
         assert server.client.post("/sdapi/v1/txt2img", json={**SMALL, "sampler_name": "Nope"}).status_code == 422
     assert server.client.get("/health").status_code == 200
     assert _stats(server)["consecutive_failures"] == 0
-
-
