@@ -8,6 +8,7 @@ a call arriving), and timing assertions are lower bounds only, so a loaded machi
 from __future__ import annotations
 
 import itertools
+from typing import Any, Literal
 
 import pytest
 
@@ -37,6 +38,21 @@ async def _both_at_runtime(world: AgentWorld, a1111: FakeA1111, ids: list[str]) 
     return first, second
 
 
+async def _cancel_one_of_two(
+    world: AgentWorld, a1111: FakeA1111, cancel: Literal["running", "queued"]
+) -> tuple[str, str, list[dict[str, Any]]]:
+    """Two 4 s tasks both at the runtime, then a cancel request for the one ``cancel`` names; once both are
+    notified and off the queue: (the task that was running, the one that was queued, the notifications)."""
+    a1111.behavior = Behavior(delay=4.0)
+    ids = [world.submit(task("one")), world.submit(task("two"))]
+    async with running_agent(world.agent_env(a1111.base_url, **K2)):
+        running, queued = await _both_at_runtime(world, a1111, ids)
+        world._table().update_item(**cancel_request_update(running if cancel == "running" else queued, utcnow()))
+        notes = await world.await_notifications(2, timeout=60)
+        await async_wait_until(lambda: world.queue_counts() == (0, 0), 30, what="queue empty")
+    return running, queued, notes
+
+
 async def test_jobs_longer_than_the_visibility_timeout_run_once_each_with_two_in_flight(
     aws_env, a1111: FakeA1111
 ) -> None:
@@ -60,13 +76,7 @@ async def test_jobs_longer_than_the_visibility_timeout_run_once_each_with_two_in
 async def test_cancelling_a_call_queued_at_the_runtime_leaves_the_running_one_alone(
     world: AgentWorld, a1111: FakeA1111
 ) -> None:
-    a1111.behavior = Behavior(delay=4.0)
-    ids = [world.submit(task("one")), world.submit(task("two"))]
-    async with running_agent(world.agent_env(a1111.base_url, **K2)):
-        running, queued = await _both_at_runtime(world, a1111, ids)
-        world._table().update_item(**cancel_request_update(queued, utcnow()))
-        notes = await world.await_notifications(2, timeout=60)
-        await async_wait_until(lambda: world.queue_counts() == (0, 0), 30, what="queue empty")
+    running, queued, notes = await _cancel_one_of_two(world, a1111, "queued")
     assert {n["id"]: n["status"] for n in notes} == {queued: "cancelled", running: "completed"}
     assert a1111.interrupts == 0  # the running job was never interrupted on the queued one's behalf
     assert not a1111.finished_calls()[0].interrupted
@@ -77,12 +87,7 @@ async def test_cancelling_a_call_queued_at_the_runtime_leaves_the_running_one_al
 async def test_cancelling_the_running_call_interrupts_it_and_the_queued_one_runs(
     world: AgentWorld, a1111: FakeA1111
 ) -> None:
-    a1111.behavior = Behavior(delay=4.0)
-    ids = [world.submit(task("one")), world.submit(task("two"))]
-    async with running_agent(world.agent_env(a1111.base_url, **K2)):
-        running, queued = await _both_at_runtime(world, a1111, ids)
-        world._table().update_item(**cancel_request_update(running, utcnow()))
-        notes = await world.await_notifications(2, timeout=60)
+    running, queued, notes = await _cancel_one_of_two(world, a1111, "running")
     assert {n["id"]: n["status"] for n in notes} == {running: "cancelled", queued: "completed"}
     assert a1111.interrupts == 1
     calls = {str(c.payload["prompt"]): c for c in a1111.finished_calls()}
