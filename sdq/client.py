@@ -72,31 +72,31 @@ def build_request(
     ttl_seconds: int | None = None,
 ) -> dict[str, Any]:
     """A v1alpha2 body for a generation task. Only the fields the user set are sent: the runtime has defaults."""
-    metadata: dict[str, Any] = {"runtime": runtime, "tasktype": tasktype}
-    if task_id is not None:
-        metadata["id"] = task_id
-    if prefix is not None:
-        metadata["prefix"] = prefix
-    if context is not None:
-        metadata["context"] = context
-    if priority is not None:
-        metadata["priority"] = priority
-    if webhook is not None:
-        metadata["webhook"] = webhook
-    if ttl_seconds is not None:
-        metadata["ttl_seconds"] = ttl_seconds
-    content: dict[str, Any] = {"prompt": prompt}
-    if negative_prompt:
-        content["negative_prompt"] = negative_prompt
-    if steps is not None:
-        content["steps"] = steps
-    if size is not None:
-        content["width"], content["height"] = size
-    if seed is not None:
-        content["seed"] = seed
-    if init_image is not None:
-        content["init_images"] = [init_image]
+    metadata = {
+        "runtime": runtime,
+        "tasktype": tasktype,
+        **_given(
+            id=task_id, prefix=prefix, context=context, priority=priority, webhook=webhook, ttl_seconds=ttl_seconds
+        ),
+    }
+    width, height = size if size is not None else (None, None)
+    content = {
+        "prompt": prompt,
+        **_given(
+            negative_prompt=negative_prompt or None,
+            steps=steps,
+            width=width,
+            height=height,
+            seed=seed,
+            init_images=[init_image] if init_image is not None else None,
+        ),
+    }
     return {"task": {"metadata": metadata, "content": content}}
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """The fields that were set (not None), in the order given."""
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 class ApiClient:
