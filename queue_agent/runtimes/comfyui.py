@@ -31,14 +31,7 @@ from websockets.exceptions import WebSocketException
 from contract import ErrorCode, QueueMessage, TaskType, set_at
 from queue_agent.errors import PermanentError, RuntimeInterrupted, TransientError
 from queue_agent.job import Artifact, PreparedTask, RuntimeOutput, RuntimeResult
-from queue_agent.runtimes.base import (
-    InputPath,
-    OnDispatch,
-    RuntimeHttp,
-    artifact_from_bytes,
-    json_body,
-    poll_until,
-)
+from queue_agent.runtimes.base import InputPath, OnDispatch, RuntimeHttp, artifact_from_bytes, json_body, poll_until
 
 log = logging.getLogger(__name__)
 
