@@ -7,8 +7,9 @@ upcast path (the one that used to leave the VAE in fp32 after a failed decode or
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -43,8 +44,9 @@ def _request(model: str, stage: str) -> tuple[str, dict[str, Any]]:
     return "txt2img", body
 
 
-def _inject_oom(server: RunningServer, model: str, stage: str, times: int) -> Callable[[], None]:
-    """Make the model's VAE ``stage`` raise out-of-memory the next ``times`` calls; returns the undo."""
+@contextlib.contextmanager
+def _out_of_memory(server: RunningServer, model: str, stage: str, times: int) -> Iterator[None]:
+    """Inside the block, the model's VAE ``stage`` raises out-of-memory on its next ``times`` calls."""
     engine = server.app.state.engine
     vae = engine.selection.cache.peek(model).text2img.vae
     real = getattr(vae, stage)
@@ -57,7 +59,10 @@ def _inject_oom(server: RunningServer, model: str, stage: str, times: int) -> Ca
         return real(*args, **kwargs)
 
     vae.__dict__[stage] = failing
-    return lambda: vae.__dict__.pop(stage, None)
+    try:
+        yield
+    finally:
+        vae.__dict__.pop(stage, None)
 
 
 def _vae_dtype(server: RunningServer, model: str) -> torch.dtype:
@@ -73,11 +78,8 @@ def test_out_of_memory_inside_the_vae_leaves_the_model_working(server: RunningSe
     assert _vae_dtype(server, model) == torch.float16
 
     # Out of memory on the first try and on the retry with an emptied cache: too large for this device.
-    undo = _inject_oom(server, model, stage, times=2)
-    try:
+    with _out_of_memory(server, model, stage, times=2):
         refused = server.client.post(f"/sdapi/v1/{path}", json=body)
-    finally:
-        undo()
     assert refused.status_code == 422, refused.text
     assert refused.json()["error"]["code"] == "too_large_for_device"
     assert "64x64" in refused.json()["error"]["message"]
@@ -89,11 +91,8 @@ def test_out_of_memory_inside_the_vae_leaves_the_model_working(server: RunningSe
     assert after.json()["images"] == reference.json()["images"]
 
     # One transient out-of-memory: the retry on the emptied cache gives the same image, at once.
-    undo = _inject_oom(server, model, stage, times=1)
-    try:
+    with _out_of_memory(server, model, stage, times=1):
         retried = server.client.post(f"/sdapi/v1/{path}", json=body)
-    finally:
-        undo()
     assert retried.status_code == 200, retried.text
     assert retried.json()["images"] == reference.json()["images"]
     stats = server.client.get("/stats").json()
