@@ -20,6 +20,7 @@ from local_stack.ports import free_port
 from queue_agent.agent import Overrides, run_agent
 from queue_agent.context import AgentContext
 from queue_agent.settings import load_settings
+from tests.agent_fakes.aws_world import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,6 +110,13 @@ class AgentProcess:
     def signal(self, signum: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(signum)
+
+    def abort(self, drain_timeout: float, exit_timeout: float) -> None:
+        """The operator's two signals: SIGTERM, then SIGINT once the agent says it is draining; it must exit 0."""
+        self.signal(signal.SIGTERM)
+        wait_until(lambda: "draining" in self.log_tail(), drain_timeout, what="drain started")
+        self.signal(signal.SIGINT)
+        assert self.wait(exit_timeout) == 0, self.log_tail()
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)

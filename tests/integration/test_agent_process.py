@@ -158,10 +158,7 @@ def test_a_second_signal_aborts_the_running_job_and_hands_it_back(aws_env, a1111
     try:
         agent.wait_ready()
         wait_until(lambda: _in_progress(a1111, 0.2), 30, what="the job in progress")
-        agent.signal(signal.SIGTERM)
-        wait_until(lambda: "draining" in agent.log_tail(), 5, what="drain started")
-        agent.signal(signal.SIGINT)
-        assert agent.wait(15) == 0, agent.log_tail()
+        agent.abort(drain_timeout=5, exit_timeout=15)
     finally:
         agent.stop()
     assert a1111.interrupts == 1 and a1111.finished_calls()[0].interrupted

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -140,10 +139,7 @@ def test_a_second_signal_aborts_the_calls_at_our_runtime_and_hands_them_back(
         ids.append(world.submit(task("abort-short", content={"prompt": "a short one", "seed": 2, **SMALL})))
         wait_until(lambda: [world.status_of(i) for i in ids] == ["running", "running"], 60, what="both at the runtime")
         wait_until(lambda: slow_runtime.client.get("/sdapi/v1/progress").json()["progress"] > 0, 60, what="steps")
-        agent.signal(signal.SIGTERM)
-        wait_until(lambda: "draining" in agent.log_tail(), 30, what="drain started")
-        agent.signal(signal.SIGINT)
-        assert agent.wait(60) == 0, agent.log_tail()
+        agent.abort(drain_timeout=30, exit_timeout=60)
     finally:
         agent.stop()
     assert world.queue_counts() == (2, 0)  # both visible again at once, for the next pod
