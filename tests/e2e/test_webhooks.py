@@ -11,7 +11,6 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -22,6 +21,7 @@ from contract import verify
 from local_stack.stack import LocalStack, StackOptions
 from tests.agent_fakes.aws_world import wait_until
 from tests.e2e.conftest import MODEL_CACHE
+from tests.loopback import QuietHandler, serve_on_loopback
 
 CONFIG = {
     "stackName": "hooks",
@@ -57,7 +57,7 @@ class Receiver:
 def receiver() -> Iterator[tuple[Receiver, str]]:
     state = Receiver()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             with state.lock:
@@ -66,17 +66,8 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
             self.send_response(code)
             self.end_headers()
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_on_loopback(Handler) as url:
+        yield state, url
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +84,18 @@ def hook_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]
 
 
 def _submit(stack: LocalStack, task_id: str, webhook: object) -> None:
-    body = {"task": {"metadata": {"id": task_id, "runtime": "sdruntime", "tasktype": "text-to-image",
-                                  "webhook": webhook, "context": {"who": task_id}}, "content": GEN}}
+    body = {
+        "task": {
+            "metadata": {
+                "id": task_id,
+                "runtime": "sdruntime",
+                "tasktype": "text-to-image",
+                "webhook": webhook,
+                "context": {"who": task_id},
+            },
+            "content": GEN,
+        }
+    }
     with httpx.Client(base_url=stack.api_url, headers={"x-api-key": stack.api_key}, timeout=30) as api:
         response = api.post("/tasks", json=body)
     assert response.status_code == 202, response.text
@@ -134,8 +135,11 @@ def test_a_failing_receiver_gets_bounded_retries_on_the_record(
 ) -> None:
     state, base = receiver
     _submit(hook_stack, "hook-fail", f"{base}/failing")
-    wait_until(lambda: (_status(hook_stack, "hook-fail").get("webhook") or {}).get("attempts") == ATTEMPTS, 120,
-               what="the last attempt on the record")
+    wait_until(
+        lambda: (_status(hook_stack, "hook-fail").get("webhook") or {}).get("attempts") == ATTEMPTS,
+        120,
+        what="the last attempt on the record",
+    )
     assert _status(hook_stack, "hook-fail")["status"] == "completed"  # the task itself is unaffected
     assert _status(hook_stack, "hook-fail")["webhook"] == {"attempts": ATTEMPTS, "last_status": 500, "delivered": False}
     posts = state.deliveries("/failing")
@@ -146,8 +150,12 @@ def test_a_failing_receiver_gets_bounded_retries_on_the_record(
 def test_webhook_targets_are_vetted_at_submit(hook_stack: LocalStack) -> None:
     with httpx.Client(base_url=hook_stack.api_url, headers={"x-api-key": hook_stack.api_key}, timeout=30) as api:
         for url in ("http://example.com/hook", "https://10.0.0.5/hook", "https://169.254.169.254/latest", "ftp://x"):
-            body = {"task": {"metadata": {"runtime": "sdruntime", "tasktype": "text-to-image", "webhook": url},
-                             "content": GEN}}
+            body = {
+                "task": {
+                    "metadata": {"runtime": "sdruntime", "tasktype": "text-to-image", "webhook": url},
+                    "content": GEN,
+                }
+            }
             response = api.post("/tasks", json=body)
             assert response.status_code == 400, (url, response.text)
             fields = [f["field"] for f in response.json()["error"]["fields"]]

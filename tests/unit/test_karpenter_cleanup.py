@@ -12,7 +12,6 @@ import json
 import threading
 import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -20,6 +19,7 @@ import pytest
 from karpenter_cleanup import handler
 
 from local_stack.moto_server import MotoServer
+from tests.loopback import QuietHandler, serve_on_loopback
 
 TOKEN = "k8s-aws-v1.test"
 
@@ -57,7 +57,7 @@ class FakeKarpenter:
 def karpenter() -> Iterator[tuple[FakeKarpenter, str]]:
     fake = FakeKarpenter({"default-fast": ["fast-a", "fast-b"], "webui-webui": ["webui-a"]})
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def _serve(self) -> None:
             auth = self.headers.get("Authorization", "")
             status, body = fake.handle(
@@ -72,17 +72,8 @@ def karpenter() -> Iterator[tuple[FakeKarpenter, str]]:
 
         do_GET = do_DELETE = _serve
 
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield fake, f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_on_loopback(Handler) as url:
+        yield fake, url
 
 
 def _event(request_type: str) -> dict[str, Any]:
