@@ -120,6 +120,12 @@ class RunningServer:
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
 
+    def generate(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` to ``/sdapi/v1/{endpoint}``, which must answer 200; its JSON."""
+        response = self.client.post(f"/sdapi/v1/{endpoint}", json=body)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
 
 @contextmanager
 def serve_subprocess(

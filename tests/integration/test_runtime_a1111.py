@@ -48,9 +48,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 
 def generate(server: RunningServer, **overrides: Any) -> dict[str, Any]:
-    response = server.client.post("/sdapi/v1/txt2img", json={**SMALL, **overrides})
-    assert response.status_code == 200, response.text
-    return response.json()
+    return server.generate("txt2img", {**SMALL, **overrides})
 
 
 def image(server: RunningServer, **overrides: Any) -> np.ndarray:
