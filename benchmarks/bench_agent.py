@@ -127,20 +127,31 @@ def _runtime_stats(runtime_url: str) -> dict[str, float]:
     }
 
 
-def _one_config(moto: MotoServer, proxy: LatencyProxy, runtime_url: str, overrides: dict[str, str], log: Path) -> dict:
+def _fresh_world(
+    moto: MotoServer, runtime_url: str, visibility_timeout: int, name: str, prompt: str, jobs: int
+) -> tuple[AgentWorld, list[str]]:
+    """Emptied AWS and fake runtime, then ``jobs`` 20-step tasks (``{name}000``, ...) submitted; their ids."""
     moto.reset()
     _http(f"{runtime_url}/_fake/reset", "POST")
-    world = AgentWorld(moto.endpoint, visibility_timeout=30).create()
-    for n in range(JOBS):
-        world.submit(task(f"bench{n:03}", content={"prompt": f"benchmark {n}", "steps": 20}))
-    env = world.agent_env(
+    world = AgentWorld(moto.endpoint, visibility_timeout=visibility_timeout).create()
+    ids = [world.submit(task(f"{name}{n:03}", content={"prompt": f"{prompt} {n}", "steps": 20})) for n in range(jobs)]
+    return world, ids
+
+
+def _agent_env(world: AgentWorld, proxy: LatencyProxy, runtime_url: str, **env: str) -> dict[str, str]:
+    """The agent's environment for a run: AWS through the latency proxy, long polls, warnings only."""
+    return world.agent_env(
         f"{runtime_url}/sdapi/v1/",
         AWS_ENDPOINT_URL=proxy.endpoint,
         RECEIVE_WAIT_SECONDS="20",
-        CANCEL_POLL_SECONDS="5",
         LOGLEVEL="WARNING",
-        **overrides,
+        **env,
     )
+
+
+def _one_config(moto: MotoServer, proxy: LatencyProxy, runtime_url: str, overrides: dict[str, str], log: Path) -> dict:
+    world, _ = _fresh_world(moto, runtime_url, 30, "bench", "benchmark", JOBS)
+    env = _agent_env(world, proxy, runtime_url, CANCEL_POLL_SECONDS="5", **overrides)
     agent = AgentProcess(env, log).start()
     try:
         agent.wait_ready(60)
@@ -162,18 +173,8 @@ def _one_config(moto: MotoServer, proxy: LatencyProxy, runtime_url: str, overrid
 
 def _chaos(moto: MotoServer, proxy: LatencyProxy, runtime_url: str, inflight: int, tmp: Path) -> dict[str, Any]:
     """SIGKILL the agent CHAOS_KILLS times mid-job while the runtime fails 20 % of its calls."""
-    moto.reset()
-    _http(f"{runtime_url}/_fake/reset", "POST")
-    world = AgentWorld(moto.endpoint, visibility_timeout=CHAOS_VISIBILITY).create()
-    ids = [world.submit(task(f"chaos{n:03}", content={"prompt": f"chaos {n}", "steps": 20})) for n in range(CHAOS_JOBS)]
-    env = world.agent_env(
-        f"{runtime_url}/sdapi/v1/",
-        AWS_ENDPOINT_URL=proxy.endpoint,
-        RECEIVE_WAIT_SECONDS="20",
-        RETRY_VISIBILITY_SECONDS="2",
-        LOGLEVEL="WARNING",
-        RUNTIME_INFLIGHT=str(inflight),
-    )
+    world, ids = _fresh_world(moto, runtime_url, CHAOS_VISIBILITY, "chaos", "chaos", CHAOS_JOBS)
+    env = _agent_env(world, proxy, runtime_url, RETRY_VISIBILITY_SECONDS="2", RUNTIME_INFLIGHT=str(inflight))
     kills, exit_code = 0, -1
     started = time.monotonic()
     for round_ in range(CHAOS_KILLS + 1):
