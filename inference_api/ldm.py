@@ -47,6 +47,11 @@ def _resnet(rest: str) -> str:
     return dict(_RESNET_RENAMES).get(head, head) + "." + tail
 
 
+def _layer_key(blocks: str, slot: int, kind: str, rest: str) -> str:
+    """An input or output block's key: its resnet is layer 0 of the slot, its attention (transformer) layer 1."""
+    return f"{blocks}.{slot}.0.{_resnet(rest)}" if kind == "resnets" else f"{blocks}.{slot}.1.{rest}"
+
+
 def unet_to_ldm(state: Tensors, config: Any) -> Tensors:
     """UNet2DConditionModel keys -> ``input_blocks / middle_block / output_blocks`` keys."""
     per_block = int(config.layers_per_block)
@@ -66,11 +71,7 @@ def unet_to_ldm(state: Tensors, config: Any) -> Tensors:
                 slot = 1 + block * (per_block + 1) + per_block
                 out[f"input_blocks.{slot}.0.op.{rest.removeprefix('conv.')}"] = value
                 continue
-            slot = 1 + block * (per_block + 1) + index
-            if kind == "resnets":
-                out[f"input_blocks.{slot}.0.{_resnet(rest)}"] = value
-            else:
-                out[f"input_blocks.{slot}.1.{rest}"] = value
+            out[_layer_key("input_blocks", 1 + block * (per_block + 1) + index, kind, rest)] = value
             continue
         if parts[0] == "mid_block":
             kind, index, rest = parts[1], int(parts[2]), ".".join(parts[3:])
@@ -86,11 +87,7 @@ def unet_to_ldm(state: Tensors, config: Any) -> Tensors:
                 has_attention = f"up_blocks.{block}.attentions.0.norm.weight" in state
                 out[f"output_blocks.{slot}.{2 if has_attention else 1}.{rest}"] = value
                 continue
-            slot = block * (per_block + 1) + index
-            if kind == "resnets":
-                out[f"output_blocks.{slot}.0.{_resnet(rest)}"] = value
-            else:
-                out[f"output_blocks.{slot}.1.{rest}"] = value
+            out[_layer_key("output_blocks", block * (per_block + 1) + index, kind, rest)] = value
             continue
         raise ValueError(f"unexpected UNet key {key!r}")
     return out
