@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.agent_fakes.images import png
-from tests.agent_fakes.server import ThreadedServer
+from tests.agent_fakes.server import ServedFake
 
 MODELS = ["model-a.safetensors", "model-b.safetensors"]
 
@@ -52,7 +52,7 @@ class Call:
     interrupted: bool = False
 
 
-class FakeA1111:
+class FakeA1111(ServedFake):
     def __init__(self, behavior: Behavior | None = None, *, ours: bool = False) -> None:
         self.behavior = behavior or Behavior()
         self.ours = ours
@@ -66,7 +66,6 @@ class FakeA1111:
         self._guard = threading.Lock()
         self._busy: asyncio.Lock | None = None
         self._interrupt: asyncio.Event | None = None
-        self._server: ThreadedServer | None = None
         routes = [
             Route("/sdapi/v1/sd-models", self._sd_models),
             Route("/sdapi/v1/options", self._options, methods=["GET", "POST"]),
@@ -81,15 +80,7 @@ class FakeA1111:
         self.starlette = Starlette(routes=routes)
         self.app = _CallTimer(self.starlette)
 
-    # -- lifecycle -------------------------------------------------------------------------------
-    def start(self, port: int = 0) -> FakeA1111:
-        self._server = ThreadedServer(self.app, port=port).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-
+    # -- lifecycle (start, stop, with: ServedFake) ---------------------------------------------------
     @property
     def port(self) -> int:
         assert self._server is not None
@@ -97,14 +88,7 @@ class FakeA1111:
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None
-        return f"{self._server.url}/sdapi/v1/"
-
-    def __enter__(self) -> FakeA1111:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return f"{self.url}/sdapi/v1/"
 
     # -- inspection ------------------------------------------------------------------------------
     def finished_calls(self, status: int | None = None) -> list[Call]:

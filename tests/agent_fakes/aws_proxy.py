@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.agent_fakes.server import ThreadedServer
+from tests.agent_fakes.server import ServedFake
 
 _SNS_ACTIONS = frozenset(
     {"Publish", "PublishBatch", "Subscribe", "CreateTopic", "ListTopics", "GetTopicAttributes", "Unsubscribe"}
@@ -42,7 +42,7 @@ class AwsCall:
     injected: bool
 
 
-class AwsProxy:
+class AwsProxy(ServedFake):
     def __init__(self, target: str, *, delay: float = 0.0, fault_rate: float = 0.0, seed: int = 7) -> None:
         self.target = target.rstrip("/")
         self.delay = delay
@@ -51,25 +51,13 @@ class AwsProxy:
         self._guard = threading.Lock()
         self.log: list[AwsCall] = []
         self._client: httpx.AsyncClient | None = None
-        app = Starlette(routes=[Route("/{path:path}", self._forward, methods=["GET", "PUT", "POST", "DELETE", "HEAD"])])
-        self._server = ThreadedServer(app)
+        self.app = Starlette(
+            routes=[Route("/{path:path}", self._forward, methods=["GET", "PUT", "POST", "DELETE", "HEAD"])]
+        )
 
     @property
     def endpoint(self) -> str:
-        return self._server.url
-
-    def start(self) -> AwsProxy:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> AwsProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.url
 
     def calls(self, service: str | None = None) -> list[AwsCall]:
         with self._guard:

@@ -23,7 +23,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tests.agent_fakes.images import mp4, png
-from tests.agent_fakes.server import ThreadedServer
+from tests.agent_fakes.server import ServedFake
 
 
 @dataclass
@@ -43,7 +43,7 @@ class ComfyState:
     interrupts: int = 0
 
 
-class FakeComfyUI:
+class FakeComfyUI(ServedFake):
     def __init__(self, behavior: ComfyBehavior | None = None, io_dir: Path | None = None) -> None:
         """``io_dir``: where uploads (``input/``) and outputs (``output/``) are also written as files, as a
         real ComfyUI writes them to its folders."""
@@ -55,7 +55,6 @@ class FakeComfyUI:
         self.state = ComfyState()
         self._sockets: dict[str, WebSocket] = {}
         self._interrupt: asyncio.Event | None = None
-        self._server: ThreadedServer | None = None
         self.app = Starlette(
             routes=[
                 Route("/system_stats", self._stats),
@@ -69,24 +68,9 @@ class FakeComfyUI:
             ]
         )
 
-    def start(self) -> FakeComfyUI:
-        self._server = ThreadedServer(self.app).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-
     @property
     def base_url(self) -> str:
-        assert self._server is not None
-        return f"{self._server.url}/"
-
-    def __enter__(self) -> FakeComfyUI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return f"{self.url}/"
 
     # -- endpoints -------------------------------------------------------------------------------
     async def _stats(self, request: Request) -> Response:

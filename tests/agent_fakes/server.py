@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 
@@ -44,6 +44,33 @@ class ThreadedServer:
         self._thread = None
 
     def __enter__(self) -> ThreadedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ServedFake:
+    """A fake whose ASGI ``app`` is served from a thread: ``start()`` and ``stop()``, or a ``with`` block."""
+
+    app: Any
+    _server: ThreadedServer | None = None
+
+    def start(self, port: int = 0) -> Self:
+        self._server = ThreadedServer(self.app, port=port).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the started server."""
+        assert self._server is not None
+        return self._server.url
+
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
