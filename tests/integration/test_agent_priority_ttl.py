@@ -44,9 +44,11 @@ async def test_a_task_past_its_deadline_at_receive_never_runs(world: AgentWorld,
 async def test_a_task_that_expires_behind_a_busy_runtime_never_runs(world: AgentWorld, a1111: FakeA1111) -> None:
     a1111.behavior = Behavior(delay=3.0)
     world.submit(task("busy"))
-    world.submit(task("late", ttl_seconds=2))
     env = world.agent_env(a1111.base_url, RUNTIME_INFLIGHT="1", PREFETCH="1", VISIBILITY_EXTENSION_SECONDS="30")
     async with running_agent(env):
+        # Submitted only once the runtime is busy: SQS does not keep order, so both at once could run "late" first.
+        await async_wait_until(lambda: len(a1111.arrivals) >= 1, 30, what="the busy task's call")
+        world.submit(task("late", ttl_seconds=2))
         notes = {n["id"]: n for n in await world.await_notifications(2, timeout=60)}
     assert notes["busy"]["status"] == "completed"
     assert notes["late"]["status"] == "expired"
