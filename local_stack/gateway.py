@@ -62,7 +62,7 @@ class LocalGateway:
         handler: Handler | Mapping[str, Handler] | Sequence[GatewayRoute],
         host: str = "127.0.0.1",
         port: int = 0,
-        static_dir: str | Path | None = None,
+        static_dir: str | Path | Sequence[str | Path] | None = None,
         *,
         stage: str = "local",
         cors_origin: str = "*",
@@ -77,7 +77,9 @@ class LocalGateway:
         self.routes = _as_routes(handler)
         self.host = host
         self.port = port
-        self.static_dir = Path(static_dir).resolve() if static_dir else None
+        # Several folders are searched in order (the page, then what the stack generates for it).
+        folders = [static_dir] if isinstance(static_dir, (str, Path)) else list(static_dir or [])
+        self.static_dirs = [Path(folder).resolve() for folder in folders]
         self.stage = stage
         self.cors_origin = cors_origin
         self.function_name = f"local-gateway-{stage}"
@@ -150,16 +152,15 @@ class LocalGateway:
         return None, {}, allowed
 
     def static_file(self, path: str) -> Path | None:
-        if self.static_dir is None:
-            return None
         relative = unquote(path).lstrip("/") or "index.html"
-        candidate = (self.static_dir / relative).resolve()
-        if candidate.is_dir():
-            candidate = candidate / "index.html"
-        # resolve() follows symlinks and '..': whatever it names must still be inside the static folder.
-        if not candidate.is_relative_to(self.static_dir) or not candidate.is_file():
-            return None
-        return candidate
+        for folder in self.static_dirs:
+            candidate = (folder / relative).resolve()
+            if candidate.is_dir():
+                candidate = candidate / "index.html"
+            # resolve() follows symlinks and '..': whatever it names must still be inside the static folder.
+            if candidate.is_relative_to(folder) and candidate.is_file():
+                return candidate
+        return None
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -386,7 +387,13 @@ def main(argv: list[str] | None = None) -> int:
         help="environment variable holding a JSON object of key value -> key id (several tenants); "
         "used instead of --api-key when set",
     )
-    parser.add_argument("--static", type=Path, help="folder served for GET requests outside the API")
+    parser.add_argument(
+        "--static",
+        type=Path,
+        action="append",
+        default=[],
+        help="folder served for GET requests outside the API (repeatable: searched in order)",
+    )
     parser.add_argument(
         "--handler", default="task_api.app.handler", help="dotted handler for every route, or 'per-function'"
     )

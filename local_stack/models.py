@@ -91,3 +91,15 @@ def resolve_model_dir(
         raise StartError(f"model directory {chosen} does not exist (set by --models or ${MODEL_DIR_ENV})")
     sink.write("stack", f"serving models from {chosen}")
     return chosen.resolve()
+
+
+def example_prompts(model_dir: Path) -> list[str]:
+    """The prompts the served models suggest (``generation_defaults.json``), each once, in folder order."""
+    from inference_api.catalog import discover
+
+    prompts: list[str] = []
+    for entry in discover(model_dir).models:
+        for prompt in entry.defaults.example_prompts if entry.defaults is not None else ():
+            if prompt not in prompts:
+                prompts.append(prompt)
+    return prompts

@@ -22,7 +22,7 @@ from typing import Any
 from contract import new_secret
 from infra.config import DeploymentConfig, RuntimeConfig, load_config, runtime_catalog
 from local_stack.logs import LogSink
-from local_stack.models import GeneratedModel, resolve_model_dir
+from local_stack.models import GeneratedModel, example_prompts, resolve_model_dir
 from local_stack.moto_server import FAKE_AWS_ENV
 from local_stack.ports import free_port
 from local_stack.processes import ManagedProcess, StartError, stop_all
@@ -286,7 +286,13 @@ class LocalStack:
             GATEWAY_API_KEYS=json.dumps({key: name for name, key in self.api_keys.items()}),
         )
         argv = [sys.executable, "-m", "local_stack.gateway", "--host", self.options.host]
-        argv += ["--port", str(self._api_port), "--static", str(WEB_DIR)]
+        # The page, then what it reads about the served models: the prompts they suggest.
+        page_data = self.workdir / "page-data"
+        page_data.mkdir(parents=True, exist_ok=True)
+        assert self.model_dir is not None
+        examples = {"examples": example_prompts(self.model_dir)}
+        (page_data / "examples.json").write_text(json.dumps(examples, indent=2) + "\n")
+        argv += ["--port", str(self._api_port), "--static", str(WEB_DIR), "--static", str(page_data)]
         return ManagedProcess("gateway", argv, env, self.sink)
 
     def describe(self) -> dict[str, Any]:

@@ -174,9 +174,28 @@
     window.setTimeout(poll, POLL_MS);
   }
 
-  for (const suggestion of document.querySelectorAll("button.suggestion")) {
-    suggestion.addEventListener("click", () => { $("prompt").value = suggestion.textContent; });
+  // The served models' own example prompts (the toy-world model's vocabulary by default), written by the stack.
+  async function showSuggestions() {
+    let examples = [];
+    try {
+      const response = await fetch("examples.json", { cache: "no-cache" });
+      if (response.ok) examples = (await response.json()).examples || [];
+    } catch (err) {
+      examples = [];
+    }
+    const box = $("suggestions");
+    for (const text of examples) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "link suggestion";
+      button.textContent = text;
+      button.addEventListener("click", () => { $("prompt").value = text; });
+      box.appendChild(button);
+    }
+    box.hidden = examples.length === 0;
+    if (examples.length && !$("prompt").value) $("prompt").value = examples[0];
   }
+  showSuggestions();
 
   $("submit-form").addEventListener("submit", async (event) => {
     event.preventDefault();

@@ -44,6 +44,9 @@ def test_submit_a_prompt_and_see_the_image(stack: LocalStack, browser: Browser, 
     assert stack.api_key not in page.url
     assert page.eval_on_selector_all("#runtime option", "options => options.map(o => o.value)") == ["sdruntime"]
 
+    # The tiny test model suggests nothing: the stack's examples.json says so, and the page shows no list.
+    assert page.locator("#suggestions").is_hidden()
+
     page.fill("#prompt", "a watercolor fox in the snow")
     page.select_option("#size", "64")
     page.fill("#steps", "2")
@@ -76,3 +79,16 @@ def test_submit_a_prompt_and_see_the_image(stack: LocalStack, browser: Browser, 
     page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
     assert (tmp_path / "playground.png").stat().st_size > 10_000
     assert errors == []
+
+
+def test_the_page_suggests_the_served_models_prompts(stack: LocalStack, browser: Browser):
+    """What the stack writes into examples.json (the toy model's prompts, when it is served) becomes the list."""
+    examples = ["a red circle on the left, on a white background", "a blue star in the centre"]
+    page = browser.new_page()
+    page.route("**/examples.json", lambda route: route.fulfill(json={"examples": examples}))
+    page.goto(stack.page_url)
+    page.locator("#suggestions button.suggestion").first.wait_for()
+    assert page.locator("#suggestions button.suggestion").all_inner_texts() == examples
+    assert page.input_value("#prompt") == examples[0]  # an empty prompt starts with the first suggestion
+    page.locator("#suggestions button.suggestion").nth(1).click()
+    assert page.input_value("#prompt") == examples[1]

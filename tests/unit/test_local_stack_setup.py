@@ -71,3 +71,25 @@ def test_describe_and_page_url_carry_what_clients_need(tmp_path: Path):
     assert stack.describe()["endpoint"] == "http://127.0.0.1:8123"
     # Each stack gets its own key.
     assert LocalStack().api_key != stack.api_key
+
+
+def test_example_prompts_come_from_the_served_models_defaults(tmp_path: Path):
+    import json
+
+    from inference_api.model_defaults import DEFAULTS_FILE
+    from local_stack.models import example_prompts
+
+    for name, prompts in (
+        ("a", ["a red circle", "a blue star"]),
+        ("b", ["a blue star", "a green square"]),
+        ("c", None),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+        if prompts is not None:
+            defaults = {"width": 32, "height": 32, "steps": 20, "cfg_scale": 5.0, "example_prompts": prompts}
+            (folder / DEFAULTS_FILE).write_text(json.dumps(defaults))
+    # Each prompt once, in folder order; a model without defaults (a real checkpoint) suggests nothing.
+    assert example_prompts(tmp_path) == ["a red circle", "a blue star", "a green square"]
+    assert example_prompts(tmp_path / "c") == []
