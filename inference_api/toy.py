@@ -2,16 +2,25 @@
 
 The real classes of SD 1.x (CLIPTextModel with CLIP's vocabulary, UNet2DConditionModel, AutoencoderKL, a DDIM
 scheduler with SD's noise schedule, v-prediction), only small: 32x32 pictures, a VAE with two down-samplings
-(8x8 latents). First the VAE learns to reconstruct scenes, then the text encoder and UNet learn to denoise
-their latents given the caption (10 % empty captions, for classifier-free guidance). Deterministic from the
-seed: one CPU thread, seeded generators. Saved as a diffusers folder, so the runtime serves it as it serves
-SD 1.5; ``generation_defaults.json`` beside ``model_index.json`` carries its native size and steps.
+to 8x8 latents of 8 channels, the first three of which are taught to follow the picture's colours. Built in
+numbered steps:
+
+1. render the training scenes and their captions;
+2. train the VAE to reconstruct them (latents slightly noised, so the decoder tolerates a sampler's errors);
+3. encode every scene to its latents;
+4. train the text encoder and the UNet to denoise those latents given the caption (10 % empty captions, for
+   classifier-free guidance), shape pixels weighted over the background's;
+5. save a diffusers folder, so the runtime serves it as it serves SD 1.5, with ``generation_defaults.json``
+   beside ``model_index.json`` (its native size, steps, guidance and example prompts).
+
+Deterministic from the seed: a fixed thread count and seeded generators.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -23,7 +32,7 @@ import torch
 from inference_api.architectures import SD_NOISE_SCHEDULE
 from inference_api.model_defaults import DEFAULTS_FILE, ModelDefaults
 from inference_api.tokenizer import build_clip_tokenizer, write_clip_tokenizer
-from inference_api.toy_scenes import COLOURS, Scene, random_scene, render
+from inference_api.toy_scenes import COLOURS, Scene, render, training_scene
 
 LOG = logging.getLogger(__name__)
 NAME = "toy-world"
@@ -42,12 +51,18 @@ class ToyRecipe:
 
     size: int = 32
     seed: int = 0
+    threads: int = 2  # fixed, whatever the machine: the same thread count gives the same weights
     scenes: int = 3000
-    vae_steps: int = 200
-    unet_steps: int = 500
-    shape_weight: float = 4.0
-    batch: int = 32
+    single_share: float = 0.35  # extra one-shape scenes on white (inference_api.toy_scenes.training_scene)
+    vae_steps: int = 400
+    vae_batch: int = 32
+    latent_noise: float = 0.1  # added to the VAE's latents while it learns to decode them
+    colour_weight: float = 0.5  # how strongly latent channels 0-2 follow the picture's pooled colours
+    unet_steps: int = 1200
+    batch: int = 64
     lr: float = 2e-3
+    shape_weight: float = 4.0
+    high_noise_bias: float = 2.0  # > 1 draws more training timesteps at high noise, where layout is decided
     steps: int = 20  # sampling steps the runtime defaults to for this model
     cfg_scale: float = 5.0
 
@@ -58,19 +73,20 @@ def architecture(recipe: ToyRecipe) -> dict[str, Any]:
             "block_out_channels": [16, 32, 32],
             "down_block_types": ["DownEncoderBlock2D"] * 3,
             "up_block_types": ["UpDecoderBlock2D"] * 3,
-            "latent_channels": 4,
+            "latent_channels": LATENT_CHANNELS,
             "layers_per_block": 1,
             "norm_num_groups": 8,
             "sample_size": recipe.size,
             "mid_block_add_attention": False,
         },
         "unet": {
-            "sample_size": recipe.size // 4,
-            "in_channels": 4,
-            "out_channels": 4,
-            "block_out_channels": [48, 96],
-            "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
-            "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+            "sample_size": recipe.size // VAE_FACTOR,
+            "in_channels": LATENT_CHANNELS,
+            "out_channels": LATENT_CHANNELS,
+            "block_out_channels": [64, 64, 64],
+            # Cross-attention at 4x4 and 2x2 (and the middle): where a pixel knows which side it is on.
+            "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+            "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
             "layers_per_block": 1,
             "norm_num_groups": 16,
             "cross_attention_dim": 64,
@@ -87,19 +103,25 @@ def architecture(recipe: ToyRecipe) -> dict[str, Any]:
     }
 
 
+LATENT_CHANNELS = 8
+VAE_FACTOR = 4  # two down-samplings
+
+
 def build_toy_model(dest: Path, recipe: ToyRecipe = ToyRecipe(), name: str = NAME) -> Path:
     """Train the toy model and write it to ``dest/name``; return the folder."""
     import diffusers
+    from diffusers.models.attention_processor import AttnProcessor
     from transformers import CLIPTextConfig, CLIPTextModel
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread: the same weights on every machine
+    torch.set_num_threads(recipe.threads)
     try:
         arch = architecture(recipe)
         torch.manual_seed(recipe.seed)
         tokenizer = build_clip_tokenizer()
         vae: Any = diffusers.AutoencoderKL(**arch["vae"])
-        unet = diffusers.UNet2DConditionModel(**arch["unet"])
+        unet: Any = diffusers.UNet2DConditionModel(**arch["unet"])
+        unet.set_attn_processor(AttnProcessor())  # on CPU, with heads this small, faster than SDPA
         text_config = CLIPTextConfig(
             **arch["text"],
             vocab_size=len(tokenizer),
@@ -107,25 +129,33 @@ def build_toy_model(dest: Path, recipe: ToyRecipe = ToyRecipe(), name: str = NAM
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.eos_token_id,
         )
+        text_config._attn_implementation = "eager"  # for training: faster than SDPA at this size; not saved
         text_encoder = CLIPTextModel(text_config)
         scheduler_config = {**SD_NOISE_SCHEDULE, "prediction_type": "v_prediction"}
         scheduler = diffusers.DDIMScheduler.from_config(scheduler_config)
-
         generator = torch.Generator().manual_seed(recipe.seed)
         started = time.monotonic()
-        scenes = [random_scene(generator) for _ in range(recipe.scenes)]
+
+        # 1. Scenes and captions.
+        scenes = [training_scene(generator, recipe.single_share) for _ in range(recipe.scenes)]
         images = torch.stack([render(scene, recipe.size, generator) for scene in scenes]) * 2 - 1
         LOG.info("rendered %d scenes in %.1fs", len(scenes), time.monotonic() - started)
+        # 2. The VAE.
         _train_vae(vae, images, recipe, generator)
+        LOG.info("trained the VAE in %.1fs", time.monotonic() - started)
+        # 3. Latents.
         with torch.no_grad():
             latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in images.split(256)])
         scaling = float(1.0 / latents.std())
         vae.register_to_config(scaling_factor=scaling)
         latents = latents * scaling
+        # 4. Text encoder and UNet.
         weights = _shape_weights(images, scenes, recipe)
         _train_unet(unet, text_encoder, tokenizer, scheduler, latents, weights, scenes, recipe, generator)
         LOG.info("trained in %.1fs", time.monotonic() - started)
 
+        # 5. The folder.
+        unet.set_default_attn_processor()
         pipe: Any = diffusers.StableDiffusionPipeline(
             vae=vae,
             text_encoder=text_encoder,
@@ -153,24 +183,19 @@ def write_defaults(folder: Path, recipe: ToyRecipe) -> None:
     (folder / DEFAULTS_FILE).write_text(json.dumps(asdict(defaults), indent=2) + "\n")
 
 
-def _batches(count: int, recipe: ToyRecipe, generator: torch.Generator, steps: int):  # type: ignore[no-untyped-def]
+def _batches(count: int, batch: int, generator: torch.Generator, steps: int):  # type: ignore[no-untyped-def]
     for _ in range(steps):
-        yield torch.randint(count, (recipe.batch,), generator=generator)
+        yield torch.randint(count, (batch,), generator=generator)
 
 
 def _optimizer(params: Any, recipe: ToyRecipe, steps: int) -> tuple[torch.optim.Optimizer, Any]:
-    optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
+    """AdamW, a short warm-up, then a cosine decay to zero."""
+    optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0, foreach=True)
     warmup = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math_cos(step / steps))
+        optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / steps)))
     )
     return optimizer, schedule
-
-
-def math_cos(fraction: float) -> float:
-    import math
-
-    return math.cos(math.pi * min(1.0, fraction))
 
 
 def _shape_weights(images: torch.Tensor, scenes: list[Scene], recipe: ToyRecipe) -> torch.Tensor:
@@ -178,21 +203,32 @@ def _shape_weights(images: torch.Tensor, scenes: list[Scene], recipe: ToyRecipe)
     ``1 + shape_weight`` times as much as the background's (else the background's colour is learnt first)."""
     background = torch.stack([torch.tensor(COLOURS[s.background], dtype=torch.float32) for s in scenes]) / 127.5 - 1
     shape = ((images - background.view(-1, 3, 1, 1)).abs().sum(dim=1, keepdim=True) > 0.1).float()
-    return 1 + recipe.shape_weight * torch.nn.functional.adaptive_avg_pool2d(shape, recipe.size // 4)
+    return 1 + recipe.shape_weight * torch.nn.functional.adaptive_avg_pool2d(shape, recipe.size // VAE_FACTOR)
 
 
 def _train_vae(vae: Any, images: torch.Tensor, recipe: ToyRecipe, generator: torch.Generator) -> None:
-    optimizer, schedule = _optimizer(vae.parameters(), recipe, recipe.vae_steps)
+    """Reconstruction from the posterior's mean plus a little fixed noise; channels 0-2 of the latents also
+    follow the picture's colours pooled to the latent grid, so the UNet's targets are nearly colours. The
+    posterior's variance is pinned near zero: image-to-image encodes a picture to exactly its mean."""
+    with torch.no_grad():  # quant_conv's second half is the log-variance: a constant -30 (the clamp's floor)
+        vae.quant_conv.weight[LATENT_CHANNELS:] = 0
+        vae.quant_conv.bias[LATENT_CHANNELS:] = -30
+    trained = [p for n, p in vae.named_parameters() if not n.startswith("quant_conv.")]
+    mean_rows = [vae.quant_conv.weight, vae.quant_conv.bias]
+    optimizer, schedule = _optimizer([*trained, *mean_rows], recipe, recipe.vae_steps)
     vae.train()
-    for step, index in enumerate(_batches(len(images), recipe, generator, recipe.vae_steps)):
+    for step, index in enumerate(_batches(len(images), recipe.vae_batch, generator, recipe.vae_steps)):
         batch = images[index]
-        posterior = vae.encode(batch).latent_dist
-        noise = torch.randn(posterior.mean.shape, generator=generator)
-        z = posterior.mean + posterior.std * noise
+        mean = vae.encode(batch).latent_dist.mean
+        z = mean + recipe.latent_noise * torch.randn(mean.shape, generator=generator)
         recon = vae.decode(z).sample
-        loss = torch.nn.functional.mse_loss(recon, batch) + 1e-6 * posterior.kl().mean()
+        colours = torch.nn.functional.avg_pool2d(batch, VAE_FACTOR)
+        loss = torch.nn.functional.mse_loss(recon, batch)
+        loss = loss + recipe.colour_weight * torch.nn.functional.mse_loss(mean[:, :3], colours)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        vae.quant_conv.weight.grad[LATENT_CHANNELS:] = 0
+        vae.quant_conv.bias.grad[LATENT_CHANNELS:] = 0
         optimizer.step()
         schedule.step()
         if step % 100 == 0 or step == recipe.vae_steps - 1:
@@ -215,17 +251,26 @@ def _train_unet(
     ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
     tokens = ids.input_ids
     empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
+    # The captions use a few dozen of CLIP's 49408 tokens: train a table of just those rows (the others would
+    # get zero gradients, which AdamW leaves unchanged) and write it back afterwards. Same weights, less work.
+    full = text_encoder.get_input_embeddings()
+    used, tokens = torch.unique(torch.cat([tokens, empty.input_ids]), return_inverse=True)
+    tokens, empty_tokens = tokens[:-1], tokens[-1]
+    table = torch.nn.Embedding.from_pretrained(full.weight[used].clone(), freeze=False)
+    text_encoder.set_input_embeddings(table)
     params = [*unet.parameters(), *text_encoder.parameters()]
     optimizer, schedule = _optimizer(params, recipe, recipe.unet_steps)
     alphas = scheduler.alphas_cumprod
+    timesteps = scheduler.config.num_train_timesteps
     unet.train()
     text_encoder.train()
-    for step, index in enumerate(_batches(len(latents), recipe, generator, recipe.unet_steps)):
+    for step, index in enumerate(_batches(len(latents), recipe.batch, generator, recipe.unet_steps)):
         x0 = latents[index]
         batch_tokens = tokens[index].clone()
         drop = torch.rand(len(index), generator=generator) < 0.1
-        batch_tokens[drop] = empty.input_ids[0]
-        t = torch.randint(scheduler.config.num_train_timesteps, (len(index),), generator=generator)
+        batch_tokens[drop] = empty_tokens
+        uniform = torch.rand(len(index), generator=generator)
+        t = ((1 - (1 - uniform) ** recipe.high_noise_bias) * timesteps).long().clamp(0, timesteps - 1)
         noise = torch.randn(x0.shape, generator=generator)
         a = alphas[t].sqrt().view(-1, 1, 1, 1)
         s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1)
@@ -241,5 +286,8 @@ def _train_unet(
         schedule.step()
         if step % 100 == 0 or step == recipe.unet_steps - 1:
             LOG.info("unet step %d loss %.4f", step, loss.item())
+    with torch.no_grad():
+        full.weight[used] = table.weight
+    text_encoder.set_input_embeddings(full)
     unet.eval()
     text_encoder.eval()

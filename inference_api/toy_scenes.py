@@ -75,6 +75,20 @@ def random_scene(generator: torch.Generator) -> Scene:
     return Scene(tuple(shapes), background, say_background=float(torch.rand(1, generator=generator)) < 0.8)
 
 
+def training_scene(generator: torch.Generator, single_share: float = 0.2) -> Scene:
+    """What the toy model learns from: ``random_scene``, plus a ``single_share`` of one-shape scenes on white
+    (any position), the plainest pictures, which teach colour and place most directly."""
+    if float(torch.rand(1, generator=generator)) >= single_share:
+        return random_scene(generator)
+    colours = [c for c in COLOURS if c != "white"]
+    colour = colours[int(torch.randint(len(colours), (1,), generator=generator))]
+    kind = SHAPES[int(torch.randint(len(SHAPES), (1,), generator=generator))]
+    position = POSITIONS[int(torch.randint(len(POSITIONS), (1,), generator=generator))]
+    return Scene(
+        (Shape(kind, colour, position),), "white", say_background=float(torch.rand(1, generator=generator)) < 0.8
+    )
+
+
 def _mask(kind: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Inside-test of a unit shape centred at the origin, on coordinates in shape radii."""
     if kind == "circle":
@@ -123,14 +137,21 @@ class Reading:
     side: str | None  # "left" or "right" of the centre line
 
 
+_CLEAR_RATIO = 0.8
+
+
 def read_picture(pixels: torch.Tensor, background: str) -> Reading:
-    """``pixels``: ``H x W x 3`` in 0..255. The shape region is every pixel nearest a palette colour other than
-    the background's; its most frequent colour and the side of its centre of mass are the reading."""
+    """``pixels``: ``H x W x 3`` in 0..255. The shape region is every pixel that is clearly one palette colour
+    other than the background's: markedly nearer to it than to any other (``_CLEAR_RATIO``), so blended edge
+    pixels (a blue shape's rim on white is a pale blue, about as near purple as blue) do not count. Its most
+    frequent colour and the side of its centre of mass are the reading."""
     flat = pixels.reshape(-1, 3).float()
     palette = torch.tensor(list(COLOURS.values()), dtype=torch.float32)
-    nearest = torch.cdist(flat, palette).argmin(dim=1)
+    distances = torch.cdist(flat, palette)
+    two = distances.topk(2, dim=1, largest=False)
+    nearest, first, second = two.indices[:, 0], two.values[:, 0], two.values[:, 1]
     names = list(COLOURS)
-    region = nearest != names.index(background)
+    region = (nearest != names.index(background)) & (first < _CLEAR_RATIO * second)
     if int(region.sum()) == 0:
         return Reading(None, None)
     colour = names[int(torch.bincount(nearest[region], minlength=len(names)).argmax())]

@@ -12,9 +12,9 @@ from inference_api.catalog import discover
 from inference_api.http_schemas import Txt2ImgRequest
 from inference_api.model_defaults import DEFAULTS_FILE, apply_defaults, read_defaults
 from inference_api.toy import ToyRecipe, build_toy_model
-from inference_api.toy_scenes import COLOURS, Scene, Shape, nearest_colour, random_scene, render
+from inference_api.toy_scenes import COLOURS, Scene, Shape, nearest_colour, random_scene, render, training_scene
 
-QUICK = ToyRecipe(scenes=16, vae_steps=2, unet_steps=2, batch=4)
+QUICK = ToyRecipe(scenes=16, vae_steps=2, vae_batch=4, unet_steps=2, batch=4)
 
 
 def _pixel(image: torch.Tensor, x: int, y: int) -> str:
@@ -41,6 +41,14 @@ def test_random_scenes_use_the_vocabulary_and_distinct_colours():
     assert any("in the centre" in s.caption() for s in scenes)
 
 
+def test_training_scenes_add_plain_one_shape_scenes_to_the_random_ones():
+    generator = torch.Generator().manual_seed(0)
+    scenes = [training_scene(generator, single_share=0.5) for _ in range(400)]
+    plain = [s for s in scenes if len(s.shapes) == 1 and s.background == "white"]
+    assert 0.5 < len(plain) / len(scenes) < 0.75  # half of them, plus random_scene's own share
+    assert {s.shapes[0].position for s in plain} == {"left", "right", "top", "bottom", "centre"}
+
+
 def _digest(folder: Path) -> dict[str, str]:
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*.*")}
 
@@ -62,6 +70,10 @@ def test_same_seed_same_model_and_the_folder_carries_its_defaults(tmp_path: Path
     assert image.size == (32, 32)  # the pipeline's own default: the model's native size
     (entry,) = discover(tmp_path / "a").models
     assert entry.defaults is not None and (entry.defaults.width, entry.defaults.steps) == (32, QUICK.steps)
+    # Image-to-image encodes a picture to its latents' mean: the posterior's variance is pinned near zero.
+    with torch.no_grad():
+        posterior = pipe.vae.encode(render(Scene((Shape("star", "blue", "left"),), "white"), 32)[None] * 2 - 1)
+    assert float(posterior.latent_dist.std.max()) < 1e-5
 
 
 def test_model_defaults_fill_only_what_the_request_left_out(tmp_path: Path):
@@ -90,3 +102,15 @@ def test_reading_a_rendered_scene_gives_back_its_colour_and_side():
         reading = read_picture(pixels, scene.background)
         assert (reading.colour, reading.side) == (scene.shapes[0].colour, scene.shapes[0].position)
     assert read_picture(torch.full((8, 8, 3), 245.0), "white").colour is None
+
+
+def test_blended_rim_pixels_do_not_decide_the_colour():
+    from inference_api.toy_scenes import read_picture
+
+    pixels = torch.full((32, 32, 3), 245.0)
+    ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    distance = ((xs - 8) ** 2 + (ys - 16) ** 2).sqrt()
+    pixels[distance < 6] = torch.tensor([137.0, 157.0, 235.0])  # blue half-blended with white: nearest is purple
+    pixels[distance < 3] = torch.tensor([30.0, 70.0, 225.0])  # the blue core, smaller than its rim
+    reading = read_picture(pixels, "white")
+    assert (reading.colour, reading.side) == ("blue", "left")
