@@ -86,8 +86,13 @@ def test_v1alpha1_requests(path: Path) -> None:
     assert body["alwayson_scripts"] == scripts  # the caller's body is not modified
 
 
-@pytest.mark.parametrize(("animatediff", "batch_size", "accepted"), [(True, 64, True), (True, 65, False), (False, 8, True), (False, 9, False)])
-def test_v1alpha1_batch_size_is_frames_for_a_video_and_images_otherwise(animatediff: bool, batch_size: int, accepted: bool) -> None:
+@pytest.mark.parametrize(
+    ("animatediff", "batch_size", "accepted"),
+    [(True, 64, True), (True, 65, False), (False, 8, True), (False, 9, False)],
+)
+def test_v1alpha1_batch_size_is_frames_for_a_video_and_images_otherwise(
+    animatediff: bool, batch_size: int, accepted: bool
+) -> None:
     body = json.loads((TEST_FIXTURES / "requests-v1alpha1" / "t2v.json").read_text())
     body["batch_size"] = batch_size
     if not animatediff:
