@@ -19,27 +19,16 @@ PROMPTS = 24
 def _semantics(folder: Path) -> dict[str, Any]:
     import numpy as np
     import torch
-    from diffusers import StableDiffusionPipeline
 
-    from inference_api.model_defaults import read_defaults
+    from inference_api.toy import ToySampler
     from inference_api.toy_scenes import evaluation_scenes, read_picture
 
-    defaults = read_defaults(folder)
-    assert defaults is not None
-    from inference_api.samplers import build_scheduler, choose
-
-    pipe = StableDiffusionPipeline.from_pretrained(folder)
-    pipe.scheduler = build_scheduler(choose(None), pipe.scheduler.config).scheduler  # the runtime's default sampler
-    pipe.set_progress_bar_config(disable=True)
+    sampler = ToySampler.load(folder)
+    defaults = sampler.defaults
     colour_ok = side_ok = 0
     started = time.perf_counter()
     for n, scene in enumerate(evaluation_scenes(PROMPTS)):
-        image = pipe(
-            scene.caption(),
-            num_inference_steps=defaults.steps,
-            guidance_scale=defaults.cfg_scale,
-            generator=torch.Generator().manual_seed(n),
-        ).images[0]
+        image = sampler.draw(scene.caption(), n)
         reading = read_picture(torch.from_numpy(np.asarray(image).copy()), scene.background)
         colour_ok += reading.colour == scene.shapes[0].colour
         side_ok += reading.side == scene.shapes[0].position

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from inference_api.architectures import SD_NOISE_SCHEDULE
-from inference_api.model_defaults import DEFAULTS_FILE, ModelDefaults
+from inference_api.model_defaults import DEFAULTS_FILE, ModelDefaults, read_defaults
 from inference_api.tokenizer import build_clip_tokenizer, write_clip_tokenizer
 from inference_api.toy_scenes import COLOURS, Scene, render, training_scene
 
@@ -178,6 +178,35 @@ def build_toy_model(dest: Path, recipe: ToyRecipe = ToyRecipe(), name: str = NAM
         torch.set_num_threads(threads)
 
 
+@dataclass(frozen=True)
+class ToySampler:
+    """A built model as the runtime samples it by default (A1111's "Euler" over the model's scheduler config,
+    the size, steps and guidance its folder carries): what the benchmark and the README's picture draw with."""
+
+    pipe: Any
+    defaults: ModelDefaults
+
+    @classmethod
+    def load(cls, folder: Path) -> ToySampler:
+        from diffusers import StableDiffusionPipeline
+
+        from inference_api.samplers import build_scheduler, choose
+
+        defaults = read_defaults(folder)
+        if defaults is None:
+            raise ValueError(f"{folder} has no {DEFAULTS_FILE}: not a toy-world model folder")
+        pipe: Any = StableDiffusionPipeline.from_pretrained(folder)
+        pipe.scheduler = build_scheduler(choose(None), pipe.scheduler.config).scheduler
+        pipe.set_progress_bar_config(disable=True)
+        return cls(pipe, defaults)
+
+    def draw(self, prompt: str, seed: int) -> Any:
+        """One PIL picture of ``prompt`` from ``seed``."""
+        generator = torch.Generator().manual_seed(seed)
+        steps, cfg = self.defaults.steps, self.defaults.cfg_scale
+        return self.pipe(prompt, num_inference_steps=steps, guidance_scale=cfg, generator=generator).images[0]
+
+
 def write_defaults(folder: Path, recipe: ToyRecipe) -> None:
     defaults = ModelDefaults(recipe.size, recipe.size, recipe.steps, recipe.cfg_scale, EXAMPLE_PROMPTS)
     (folder / DEFAULTS_FILE).write_text(json.dumps(asdict(defaults), indent=2) + "\n")
@@ -213,9 +242,7 @@ def _train_vae(vae: Any, images: torch.Tensor, recipe: ToyRecipe, generator: tor
     with torch.no_grad():  # quant_conv's second half is the log-variance: a constant -30 (the clamp's floor)
         vae.quant_conv.weight[LATENT_CHANNELS:] = 0
         vae.quant_conv.bias[LATENT_CHANNELS:] = -30
-    trained = [p for n, p in vae.named_parameters() if not n.startswith("quant_conv.")]
-    mean_rows = [vae.quant_conv.weight, vae.quant_conv.bias]
-    optimizer, schedule = _optimizer([*trained, *mean_rows], recipe, recipe.vae_steps)
+    optimizer, schedule = _optimizer(vae.parameters(), recipe, recipe.vae_steps)
     vae.train()
     for step, index in enumerate(_batches(len(images), recipe.vae_batch, generator, recipe.vae_steps)):
         batch = images[index]
@@ -227,7 +254,7 @@ def _train_vae(vae: Any, images: torch.Tensor, recipe: ToyRecipe, generator: tor
         loss = loss + recipe.colour_weight * torch.nn.functional.mse_loss(mean[:, :3], colours)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        vae.quant_conv.weight.grad[LATENT_CHANNELS:] = 0
+        vae.quant_conv.weight.grad[LATENT_CHANNELS:] = 0  # zero gradients: AdamW leaves the pinned rows as set
         vae.quant_conv.bias.grad[LATENT_CHANNELS:] = 0
         optimizer.step()
         schedule.step()

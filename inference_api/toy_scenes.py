@@ -51,26 +51,30 @@ class Scene:
         return ", ".join(parts)
 
 
-def random_scene(generator: torch.Generator) -> Scene:
-    def pick(options: tuple[str, ...] | list[str]) -> str:
-        return options[int(torch.randint(len(options), (1,), generator=generator))]
+def _pick(options: tuple[str, ...] | list[str], generator: torch.Generator) -> str:
+    return options[int(torch.randint(len(options), (1,), generator=generator))]
 
+
+_SHAPE_COLOURS = [c for c in COLOURS if c != "white"]  # a shape on white is any other colour
+
+
+def random_scene(generator: torch.Generator) -> Scene:
     colours = list(COLOURS)
     if float(torch.rand(1, generator=generator)) < 0.5:
-        positions: tuple[str, ...] = (pick(POSITIONS),)
+        positions: tuple[str, ...] = (_pick(POSITIONS, generator),)
     else:
         pair = _PAIRS[int(torch.randint(2, (1,), generator=generator))]
         positions = pair if float(torch.rand(1, generator=generator)) < 0.5 else pair[::-1]
     shapes: list[Shape] = []
     for position in positions:
-        colour = pick([c for c in colours if c not in {s.colour for s in shapes}])
-        shapes.append(Shape(pick(SHAPES), colour, position))
+        colour = _pick([c for c in colours if c not in {s.colour for s in shapes}], generator)
+        shapes.append(Shape(_pick(SHAPES, generator), colour, position))
     used = {s.colour for s in shapes}
     # Plain (white) backgrounds half the time, otherwise any colour no shape uses.
     background = (
         "white"
         if "white" not in used and float(torch.rand(1, generator=generator)) < 0.5
-        else pick([c for c in colours if c not in used])
+        else _pick([c for c in colours if c not in used], generator)
     )
     return Scene(tuple(shapes), background, say_background=float(torch.rand(1, generator=generator)) < 0.8)
 
@@ -80,10 +84,8 @@ def training_scene(generator: torch.Generator, single_share: float = 0.2) -> Sce
     (any position), the plainest pictures, which teach colour and place most directly."""
     if float(torch.rand(1, generator=generator)) >= single_share:
         return random_scene(generator)
-    colours = [c for c in COLOURS if c != "white"]
-    colour = colours[int(torch.randint(len(colours), (1,), generator=generator))]
-    kind = SHAPES[int(torch.randint(len(SHAPES), (1,), generator=generator))]
-    position = POSITIONS[int(torch.randint(len(POSITIONS), (1,), generator=generator))]
+    colour, kind = _pick(_SHAPE_COLOURS, generator), _pick(SHAPES, generator)
+    position = _pick(POSITIONS, generator)
     return Scene(
         (Shape(kind, colour, position),), "white", say_background=float(torch.rand(1, generator=generator)) < 0.8
     )
@@ -164,10 +166,8 @@ def read_picture(pixels: torch.Tensor, background: str) -> Reading:
 def evaluation_scenes(count: int, seed: int = 1234) -> list[Scene]:
     """Seeded one-shape scenes on white, on the left or the right: the prompts the semantic checks use."""
     generator = torch.Generator().manual_seed(seed)
-    colours = [c for c in COLOURS if c != "white"]
     scenes = []
     for n in range(count):
-        colour = colours[int(torch.randint(len(colours), (1,), generator=generator))]
-        kind = SHAPES[int(torch.randint(len(SHAPES), (1,), generator=generator))]
+        colour, kind = _pick(_SHAPE_COLOURS, generator), _pick(SHAPES, generator)
         scenes.append(Scene((Shape(kind, colour, ("left", "right")[n % 2]),), "white"))
     return scenes

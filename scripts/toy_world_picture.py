@@ -31,28 +31,18 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="PNG to write")
     args = parser.parse_args()
 
-    import torch
-    from diffusers import StableDiffusionPipeline
     from PIL import Image
 
-    from inference_api.model_defaults import read_defaults
-    from inference_api.samplers import build_scheduler, choose
+    from inference_api.toy import ToySampler
 
-    defaults = read_defaults(args.model)
-    if defaults is None:
-        parser.error(f"{args.model} has no generation_defaults.json: not a toy-world model folder")
-    pipe = StableDiffusionPipeline.from_pretrained(args.model)
-    pipe.scheduler = build_scheduler(choose(None), pipe.scheduler.config).scheduler
-    pipe.set_progress_bar_config(disable=True)
-    side = defaults.width * ENLARGE
+    try:
+        sampler = ToySampler.load(args.model)
+    except ValueError as exc:
+        parser.error(str(exc))
+    side = sampler.defaults.width * ENLARGE
     sheet = Image.new("RGB", (side * len(PROMPTS) + 4 * (len(PROMPTS) - 1), side), "white")
     for n, prompt in enumerate(PROMPTS):
-        image = pipe(
-            prompt,
-            num_inference_steps=defaults.steps,
-            guidance_scale=defaults.cfg_scale,
-            generator=torch.Generator().manual_seed(n),
-        ).images[0]
+        image = sampler.draw(prompt, n)
         sheet.paste(image.resize((side, side), Image.Resampling.NEAREST), (n * (side + 4), 0))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(args.out)

@@ -70,7 +70,7 @@ def _run(stack: LocalStack, tasks: dict[str, dict], timeout: float = 600) -> dic
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)  # the first use trains the model (about 5 minutes on 2 cores), then 24 pictures
+@pytest.mark.timeout(1500)  # the first use trains the model (about 8 minutes on 2 cores), then 24 pictures
 def test_pictures_show_the_prompts_colour_and_side(toy_stack: LocalStack) -> None:
     scenes = {f"toy-t2i-{n}": scene for n, scene in enumerate(evaluation_scenes(PROMPTS))}
     tasks = {
